@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need
+# when it is missing (redis-server, haproxy), then runs vet, gofmt, the race
+# tests and short fuzz runs. Tests start their own servers on free loopback
+# ports; nothing here relies on a service started by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH="/usr/local/go/bin:$PATH"
+fi
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "installing: ${missing[*]}"
+	if [ "$(id -u)" -eq 0 ]; then
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo apt-get update -qq
+		sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	else
+		echo "missing ${missing[*]}: run as root or install them (apt-get install -y ${missing[*]})" >&2
+		exit 1
+	fi
+fi
+
+echo "== go vet"
+go vet ./...
+echo "== gofmt"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+echo "== go test -race"
+go test -race -count=1 -timeout 15m ./...
+echo "== fuzz (short)"
+fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-10s}" "$2"; }
+fuzz FuzzEncodeRoundTrip ./node/sse
+fuzz FuzzParse ./node/sse
+fuzz FuzzCursor ./pubsub
+echo "== all tests passed"

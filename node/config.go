@@ -1,0 +1,156 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a Server. The zero value is a working standalone node.
+type Config struct {
+	// Addr is the HTTP listen address; default ":8080".
+	Addr string
+	// NodeID names this node in logs and the X-SSE-Node header; default
+	// "node". cmd/ssenode defaults it to the hostname.
+	NodeID string
+	// PublishToken, when set, is required as "Authorization: Bearer <token>"
+	// on POST /v1/publish.
+	PublishToken string
+
+	// MaxTopics is the most topics one stream may subscribe to; default 32.
+	MaxTopics int
+	// Heartbeat is the longest an idle stream stays silent; default 15 s.
+	// Keep it below every idle timeout on the path (load balancers, proxies).
+	Heartbeat time.Duration
+	// RetryMin and RetryMax bound the random reconnection hint ("retry:")
+	// sent at the start of every stream; defaults 1 s and 5 s.
+	RetryMin, RetryMax time.Duration
+	// WriteTimeout bounds one blocking write to a stream (replay, backlog);
+	// default 10 s. A stream that cannot take its bytes by then is closed.
+	WriteTimeout time.Duration
+	// MaxPending is the most bytes a stream may have waiting for its socket
+	// (a client that reads slowly, or live events arriving during a long
+	// replay); default 1 MiB. Above it the stream is closed with a retry
+	// hint and the client resumes from its cursor.
+	MaxPending int
+
+	// MaxBodyBytes bounds a publish request body; default 1 MiB.
+	MaxBodyBytes int64
+	// MaxBatch is the most events in one publish request; default 1000.
+	MaxBatch int
+	// PublishTimeout bounds the broker write of a publish; default 5 s.
+	PublishTimeout time.Duration
+
+	// ReplayPage is how many broker entries one history read scans during
+	// a resume; default 500.
+	ReplayPage int
+	// Cache bounds the replay cache.
+	Cache CacheConfig
+
+	// ReadHeaderTimeout bounds reading a request's headers; default 10 s.
+	ReadHeaderTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers; default 64 KiB.
+	MaxHeaderBytes int
+
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// CacheConfig bounds the per-node replay cache.
+type CacheConfig struct {
+	// Topics is the most topics cached; default 10000.
+	Topics int
+	// PerTopic is the most events cached per topic; default 256.
+	PerTopic int
+	// Bytes is the most encoded bytes cached overall; default 64 MiB.
+	Bytes int64
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Addr == "" {
+		c.Addr = ":8080"
+	}
+	if c.NodeID == "" {
+		c.NodeID = "node"
+	}
+	if c.MaxTopics == 0 {
+		c.MaxTopics = 32
+	}
+	def(&c.Heartbeat, 15*time.Second)
+	def(&c.RetryMin, time.Second)
+	def(&c.RetryMax, 5*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.PublishTimeout, 5*time.Second)
+	def(&c.ReadHeaderTimeout, 10*time.Second)
+	if c.MaxPending == 0 {
+		c.MaxPending = 1 << 20
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1000
+	}
+	if c.ReplayPage == 0 {
+		c.ReplayPage = 500
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
+	if c.Cache.Topics == 0 {
+		c.Cache.Topics = 10000
+	}
+	if c.Cache.PerTopic == 0 {
+		c.Cache.PerTopic = 256
+	}
+	if c.Cache.Bytes == 0 {
+		c.Cache.Bytes = 64 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports every invalid field of an already defaulted config.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(bad bool, format string, args ...any) {
+		if bad {
+			errs = append(errs, fmt.Errorf("node: "+format, args...))
+		}
+	}
+	check(!validNodeID(c.NodeID), "node id %q must be 1..64 characters of [A-Za-z0-9._-]", c.NodeID)
+	check(c.MaxTopics < 1 || c.MaxTopics > 1024, "max topics %d out of range 1..1024", c.MaxTopics)
+	check(c.Heartbeat < 10*time.Millisecond, "heartbeat %s below 10ms", c.Heartbeat)
+	check(c.RetryMin < 0 || c.RetryMax < c.RetryMin, "retry range %s..%s invalid", c.RetryMin, c.RetryMax)
+	check(c.WriteTimeout <= 0, "write timeout %s must be positive", c.WriteTimeout)
+	check(c.MaxPending < 4096, "max pending %d below 4096", c.MaxPending)
+	check(c.MaxBodyBytes < 1024, "max body %d below 1024", c.MaxBodyBytes)
+	check(c.MaxBatch < 1, "max batch %d must be positive", c.MaxBatch)
+	check(c.PublishTimeout <= 0, "publish timeout %s must be positive", c.PublishTimeout)
+	check(c.ReplayPage < 1, "replay page %d must be positive", c.ReplayPage)
+	check(c.Cache.Topics < 1 || c.Cache.PerTopic < 1 || c.Cache.Bytes < 1, "cache bounds must be positive")
+	check(c.ReadHeaderTimeout <= 0, "read header timeout must be positive")
+	check(c.MaxHeaderBytes < 1024, "max header bytes %d below 1024", c.MaxHeaderBytes)
+	return errors.Join(errs...)
+}
+
+func validNodeID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,374 @@
+package node
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ssecluster/ssecluster/node/sse"
+	"github.com/ssecluster/ssecluster/pubsub"
+)
+
+// CloseReason says why a stream ended. The set is fixed (metric labels).
+type CloseReason uint8
+
+// Close reasons.
+const (
+	ReasonNone         CloseReason = iota
+	ReasonClientGone               // the client closed the connection
+	ReasonWriteError               // a write failed or timed out
+	ReasonSlowConsumer             // the backlog exceeded MaxPending
+	ReasonShutdown                 // the node is shutting down
+	ReasonShed                     // refused at connect (not ready, broker error)
+	ReasonBrokerError              // history could not be read during a resume
+)
+
+var reasonNames = [...]string{"none", "client_gone", "write_error", "slow_consumer", "shutdown", "shed", "broker_error"}
+
+func (r CloseReason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// conn is one hijacked SSE stream. It has no goroutine of its own: writers
+// are the fan-out goroutines, the heartbeat sweeper and, only while the
+// socket is full, a flusher goroutine. All writes happen under mu, so the
+// bytes of one stream never interleave.
+type conn struct {
+	id      uint64
+	srv     *Server
+	nc      net.Conn
+	rc      syscall.RawConn
+	chunked bool // HTTP/1.1 chunked framing; HTTP/1.0 streams are close-delimited
+	since   time.Time
+	remote  string
+
+	// parts holds one entry per partition of the stream's topics, sorted by
+	// partition. The slice is fixed at creation.
+	parts []connPart
+
+	mu        sync.Mutex
+	closed    bool
+	reason    CloseReason
+	replaying bool   // the handler is writing history; live bytes wait in out
+	flushing  bool   // a flusher goroutine owns the socket; bytes wait in out
+	out       []byte // framed bytes waiting for the socket
+	wrote     bool   // something was written since the last heartbeat sweep
+}
+
+// connPart is the stream's state in one partition.
+type connPart struct {
+	p      int
+	topics []string // the stream's topics in this partition
+
+	// Guarded by conn.mu: the resume point this stream has reached.
+	epoch string
+	cur   pubsub.Pos
+
+	// floor: live events at or below it were already seen by the client
+	// (its cursor came from a node further ahead). Set under the
+	// partition lock before the conn is visible to fan-out; read only by
+	// the partition's fan-out goroutine.
+	floor pubsub.Pos
+
+	// Owned by the partition's fan-out goroutine: grouping of one batch.
+	batchGen uint64
+	batchIdx int32
+}
+
+// wctx is the scratch state of one writing goroutine (a partition's fan-out,
+// the sweeper): a reusable buffer and a non-blocking raw writer whose
+// callback is allocated once.
+type wctx struct {
+	buf []byte
+	rw  rawIO
+}
+
+func newWctx() *wctx {
+	w := &wctx{buf: make([]byte, chunkHeadroom, 4096)}
+	w.rw.init()
+	return w
+}
+
+// rawIO performs one non-blocking read or write on a raw connection.
+type rawIO struct {
+	p       []byte
+	n       int
+	err     error
+	writeFn func(fd uintptr) bool
+	readFn  func(fd uintptr) bool
+}
+
+func (r *rawIO) init() {
+	r.writeFn = func(fd uintptr) bool {
+		for r.n < len(r.p) {
+			n, err := syscall.Write(int(fd), r.p[r.n:])
+			if n > 0 {
+				r.n += n
+			}
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+				return true // socket full: the caller keeps the rest
+			case err != nil:
+				r.err = err
+				return true
+			case n == 0:
+				return true
+			}
+		}
+		return true // never let the runtime park us until writable
+	}
+	r.readFn = func(fd uintptr) bool {
+		for {
+			n, err := syscall.Read(int(fd), r.p)
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+				r.n = -1 // nothing to read: alive
+			case err != nil:
+				r.err = err
+			default:
+				r.n = n // 0 is EOF
+			}
+			return true
+		}
+	}
+}
+
+// write writes as much of p as the socket takes now.
+func (r *rawIO) write(rc syscall.RawConn, p []byte) (int, error) {
+	r.p, r.n, r.err = p, 0, nil
+	err := rc.Write(r.writeFn)
+	n := r.n
+	r.p = nil
+	if err != nil {
+		return n, err
+	}
+	return n, r.err
+}
+
+// probe reads whatever the peer sent without blocking and reports whether
+// the connection is still open. Clients send nothing after the request;
+// stray bytes are discarded.
+func (r *rawIO) probe(rc syscall.RawConn, scratch []byte) bool {
+	r.p, r.n, r.err = scratch, 0, nil
+	err := rc.Read(r.readFn)
+	r.p = nil
+	return err == nil && r.err == nil && r.n != 0
+}
+
+// chunkHeadroom is reserved at the front of frame buffers for the chunk
+// header, written once the payload's length is known.
+const chunkHeadroom = 16
+
+// frameChunk turns buf (headroom, then payload) into the bytes to write:
+// the chunk header right before the payload, CRLF after it. For
+// close-delimited streams it returns the payload alone.
+func (c *conn) frameChunk(buf []byte) []byte {
+	n := len(buf) - chunkHeadroom
+	if !c.chunked {
+		return buf[chunkHeadroom:]
+	}
+	var hdr [chunkHeadroom]byte
+	h := sse.AppendChunkHeader(hdr[:0], n)
+	start := chunkHeadroom - len(h)
+	copy(buf[start:], h)
+	return append(buf, '\r', '\n')[start:]
+}
+
+// sendLocked writes framed bytes, or queues them behind a backlog. c.mu is
+// held.
+func (c *conn) sendLocked(w *wctx, b []byte) {
+	if c.closed {
+		return
+	}
+	c.wrote = true
+	if c.replaying || c.flushing {
+		c.queueLocked(b)
+		return
+	}
+	n, err := w.rw.write(c.rc, b)
+	if err != nil {
+		c.closeLocked(writeReason(err))
+		return
+	}
+	if n < len(b) {
+		c.queueLocked(b[n:])
+		if !c.closed {
+			c.startFlushLocked()
+		}
+	}
+}
+
+func (c *conn) queueLocked(b []byte) {
+	if len(c.out)+len(b) > c.srv.cfg.MaxPending {
+		c.closeLocked(ReasonSlowConsumer)
+		return
+	}
+	c.out = append(c.out, b...)
+}
+
+func writeReason(err error) CloseReason {
+	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) {
+		return ReasonClientGone
+	}
+	return ReasonWriteError
+}
+
+// startFlushLocked hands the socket to a flusher goroutine until the
+// backlog is written.
+func (c *conn) startFlushLocked() {
+	c.flushing = true
+	c.srv.flushers.Add(1)
+	go c.flushLoop()
+}
+
+// flushLoop writes the backlog with blocking, deadline-bound writes. It
+// swaps buffers so fan-out can queue while a write is in flight.
+func (c *conn) flushLoop() {
+	defer c.srv.flushers.Done()
+	var buf []byte
+	for {
+		c.mu.Lock()
+		if c.closed || len(c.out) == 0 {
+			c.flushing = false
+			if cap(c.out) > 4096 || c.closed {
+				c.out = nil // an idle stream keeps no buffer
+			}
+			c.mu.Unlock()
+			return
+		}
+		buf, c.out = c.out, buf[:0]
+		c.mu.Unlock()
+		if err := c.writeBlocking(buf); err != nil {
+			c.close(ReasonSlowConsumer)
+			return
+		}
+	}
+}
+
+// writeBlocking writes b with a deadline. Only the goroutine that owns the
+// socket (the handler while replaying, the flusher) may call it.
+func (c *conn) writeBlocking(b []byte) error {
+	if err := c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout)); err != nil {
+		return err
+	}
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// close ends the stream.
+func (c *conn) close(reason CloseReason) {
+	c.mu.Lock()
+	c.closeLocked(reason)
+	c.mu.Unlock()
+}
+
+// closeLocked ends the stream. When the socket is free and the reason is
+// ours (not the client's), it first writes a goodbye: a random retry hint
+// and a comment naming the reason, then the end of the chunked body, so the
+// client reconnects after the hint instead of at once. It never blocks and
+// never takes a partition lock (the reaper unregisters the conn).
+func (c *conn) closeLocked(reason CloseReason) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.reason = reason
+	c.out = nil
+	if (reason == ReasonShutdown || reason == ReasonShed || reason == ReasonBrokerError) && !c.replaying && !c.flushing {
+		var rw rawIO
+		rw.init()
+		b := make([]byte, chunkHeadroom, 128)
+		b = c.appendGoodbye(b, reason)
+		b = c.frameChunk(b)
+		if c.chunked {
+			b = append(b, sse.ChunkEnd...)
+		}
+		_, _ = rw.write(c.rc, b)
+	}
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		_ = tc.CloseWrite() // FIN after the goodbye, before close
+	}
+	_ = c.nc.Close()
+	c.srv.reap(c)
+}
+
+func (c *conn) appendGoodbye(b []byte, reason CloseReason) []byte {
+	b = sse.AppendRetry(b, c.srv.retryHint().Milliseconds())
+	b = sse.AppendComment(b, reason.String())
+	return append(b, '\n')
+}
+
+// appendIDLine appends "id: <cursor>\n" for the stream's current position
+// in every partition. c.mu is held.
+func (c *conn) appendIDLine(b []byte) []byte {
+	var tmp [256]byte
+	id := tmp[:0]
+	for i := range c.parts {
+		if i > 0 {
+			id = append(id, '_')
+		}
+		cp := &c.parts[i]
+		id = pubsub.ID{Partition: cp.p, Epoch: cp.epoch, Pos: cp.cur}.AppendText(id)
+	}
+	return sse.AppendID(b, id)
+}
+
+// heartbeat is called by the sweeper every Heartbeat/2. It closes streams
+// whose client went away, and writes a heartbeat to streams that wrote
+// nothing since the previous sweep: an id-only frame when the partitions
+// moved on without events for this stream (so a resume starts from there,
+// not from far back), else a comment.
+func (c *conn) heartbeat(w *wctx, h *hub, probe []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.replaying {
+		return
+	}
+	if !w.rw.probe(c.rc, probe) {
+		c.closeLocked(ReasonClientGone)
+		return
+	}
+	if c.wrote || c.flushing {
+		c.wrote = false
+		return
+	}
+	advanced := false
+	for i := range c.parts {
+		cp := &c.parts[i]
+		// Every event at or below the partition's head has been handed to
+		// this stream already (fan-out stores head after sending), so
+		// moving the cursor there skips nothing.
+		if head := h.parts[cp.p].head.Load(); head != nil && head.Epoch == cp.epoch && cp.cur.Less(head.Pos) {
+			cp.cur = head.Pos
+			advanced = true
+		}
+	}
+	b := w.buf[:chunkHeadroom]
+	if advanced {
+		b = c.appendIDLine(b)
+		b = append(b, '\n')
+	} else {
+		b = append(b, ":\n\n"...)
+	}
+	c.sendLocked(w, c.frameChunk(b))
+	w.buf = b[:0]
+}
+
+// retryHint returns a random reconnection delay in [RetryMin, RetryMax].
+func (s *Server) retryHint() time.Duration {
+	lo, hi := s.cfg.RetryMin, s.cfg.RetryMax
+	if hi <= lo {
+		return lo
+	}
+	return lo + rand.N(hi-lo+1)
+}

@@ -1,0 +1,35 @@
+// Package node is the ssecluster SSE node: an Echo server with the
+// subscribe (GET /v1/events), publish (POST /v1/publish) and health routes,
+// the fan-out hub that hands broker events to local connections, the replay
+// cache and the per-connection writer.
+//
+// It does not store anything that cannot be rebuilt: the broker (package
+// pubsub) is the log; the replay cache only accelerates resumes.
+//
+// # Connections
+//
+// Once a stream's response head is written, the handler hijacks the TCP
+// connection and the stream becomes a small *conn with no goroutine of its
+// own. Events are encoded once per node (id line + body), and the fan-out
+// goroutine of the event's partition writes them to every subscriber with a
+// non-blocking write syscall, coalescing what a connection gets from one
+// broker batch into one chunk and one write. Only a connection whose socket
+// buffer is full gets a flusher goroutine, which lives until the backlog is
+// written; a backlog above Config.MaxPending closes the connection
+// (ReasonSlowConsumer). Heartbeats are written by one sweeper goroutine.
+//
+// # Goroutines
+//
+//	goroutine                   owner          stops on                         waited by
+//	broker reader loops         Server.Run     Run's ctx                        Server.Run (broker Run returns)
+//	heartbeat sweeper           Server.Run     Run's ctx                        Server.Run
+//	reaper (unregisters conns)  Server.Run     Run's ctx                        Server.Run
+//	conn flusher (backlog only) the conn       backlog written, conn closed     Server.Run (flushers WaitGroup)
+//	/v1/events handler          net/http       replay done (then it returns)    Server.Run (handlers WaitGroup)
+//
+// # Lock order
+//
+// partition.mu before conn.mu. The replay cache's locks are leaves: no other
+// lock is taken while holding them. Closing a conn never takes a partition
+// lock (the reaper unregisters it later), so it is safe under any lock.
+package node

@@ -1,0 +1,299 @@
+package node
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ssecluster/ssecluster/node/sse"
+	"github.com/ssecluster/ssecluster/pubsub"
+)
+
+// hub fans broker events out to local streams. It implements
+// pubsub.Handler: the broker calls Start and Deliver, serialised per
+// partition.
+type hub struct {
+	log   *slog.Logger
+	parts []*partition
+	cache *replayCache
+	stats *Stats
+}
+
+var _ pubsub.Handler = (*hub)(nil)
+
+// partition is the subscriber registry of one broker partition.
+type partition struct {
+	p int
+
+	mu      sync.Mutex // held by fan-out for a whole batch, by (un)registration and Start
+	started bool
+	epoch   string
+	topics  map[string][]subRef
+	ready   chan struct{} // closed by the first Start
+
+	// head is the last position fanned out completely: every event at or
+	// below it has been handed to every stream subscribed at that time.
+	// Stored after the sends, so a reader of head never skips an event.
+	head atomic.Pointer[pubsub.ID]
+
+	// Fan-out scratch, owned by the goroutine in Deliver/Start (serialised
+	// by mu).
+	w      *wctx
+	gen    uint64
+	groups []group
+	frames []frameRef
+}
+
+type subRef struct {
+	c *conn
+	k int32 // index into c.parts
+}
+
+// group is what one stream gets from one batch.
+type group struct {
+	c   *conn
+	k   int32
+	evs []int32 // indexes into partition.frames
+}
+
+// frameRef is one event of a batch, encoded once for every stream.
+type frameRef struct {
+	pos     pubsub.Pos
+	frame   []byte // "id: <event id>\n" + body + "\n"
+	bodyOff int    // frame[bodyOff:] is the body + "\n", for streams with their own id line
+}
+
+func newHub(log *slog.Logger, partitions int, cache *replayCache, stats *Stats) *hub {
+	h := &hub{log: log, cache: cache, stats: stats, parts: make([]*partition, partitions)}
+	for p := range h.parts {
+		h.parts[p] = &partition{p: p, topics: make(map[string][]subRef), ready: make(chan struct{}), w: newWctx()}
+	}
+	return h
+}
+
+// encodeEvent encodes ev once: its id line, then its body. It reports
+// false for an event type that cannot be sent safely (plain XADDs from
+// outside may carry anything).
+func encodeEvent(ev *pubsub.Event) (frame []byte, bodyOff int, ok bool) {
+	var typ sse.Type
+	if ev.Type != "" {
+		t, err := sse.NewType(ev.Type)
+		if err != nil || t == resetType {
+			return nil, 0, false
+		}
+		typ = t
+	}
+	var idb [96]byte
+	id := ev.ID.AppendText(idb[:0])
+	frame = make([]byte, 0, len(id)+len(ev.Data)+len(ev.Type)+32)
+	frame = sse.AppendID(frame, id)
+	bodyOff = len(frame)
+	frame = sse.AppendBody(frame, typ, ev.Data)
+	frame = append(frame, '\n')
+	return frame, bodyOff, true
+}
+
+// Start implements pubsub.Handler.
+func (h *hub) Start(from pubsub.ID, reason string) {
+	part := h.parts[from.Partition]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	if !part.started {
+		part.started, part.epoch = true, from.Epoch
+		h.cache.startPartition(from)
+		part.head.Store(&from)
+		close(part.ready)
+		return
+	}
+	// History between the old head and from is gone: every stream of the
+	// partition gets a reset event per topic and continues from `from`.
+	h.log.Warn("partition history lost; resetting its streams", "partition", from.Partition, "reason", reason)
+	part.epoch = from.Epoch
+	h.cache.startPartition(from)
+	w := part.w
+	for topic, subs := range part.topics {
+		for _, s := range subs {
+			c := s.c
+			c.mu.Lock()
+			cp := &c.parts[s.k]
+			cp.epoch, cp.cur, cp.floor = from.Epoch, from.Pos, pubsub.Pos{}
+			b := w.buf[:chunkHeadroom]
+			b = appendReset(b, c, topic, reason)
+			c.sendLocked(w, c.frameChunk(b))
+			w.buf = b[:0]
+			c.mu.Unlock()
+			h.stats.Resets.Add(1)
+		}
+	}
+	part.head.Store(&from)
+}
+
+var resetType = sse.Type("reset")
+
+// appendReset appends a reset event for topic carrying the stream's
+// current cursor.
+func appendReset(b []byte, c *conn, topic, reason string) []byte {
+	b = c.appendIDLine(b)
+	b = sse.AppendBody(b, resetType, resetData(topic, reason))
+	return append(b, '\n')
+}
+
+// maxWrite is where fan-out stops appending to one write for a stream and
+// sends what it has, so a burst does not grow the scratch buffer unbounded.
+const maxWrite = 64 << 10
+
+// Deliver implements pubsub.Handler: encode each event once, group the
+// batch per stream, then write each stream's share with one write.
+func (h *hub) Deliver(p int, evs []pubsub.Event) {
+	part := h.parts[p]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	part.gen++
+	gen := part.gen
+	part.groups = part.groups[:0]
+	part.frames = part.frames[:0]
+	for i := range evs {
+		ev := &evs[i]
+		frame, bodyOff, ok := encodeEvent(ev)
+		if !ok {
+			h.stats.EventsDropped.Add(1)
+			h.log.Warn("dropping event with an event type that cannot be sent", "topic", ev.Topic, "id", ev.ID.String())
+			continue
+		}
+		h.cache.add(ev.ID, ev.Topic, frame, bodyOff)
+		fi := int32(len(part.frames))
+		part.frames = append(part.frames, frameRef{pos: ev.ID.Pos, frame: frame, bodyOff: bodyOff})
+		for _, s := range part.topics[ev.Topic] {
+			cp := &s.c.parts[s.k]
+			if !cp.floor.Less(ev.ID.Pos) {
+				continue // the client saw it already (cursor from a node ahead of us)
+			}
+			if cp.batchGen != gen {
+				cp.batchGen = gen
+				cp.batchIdx = int32(len(part.groups))
+				if len(part.groups) < cap(part.groups) {
+					part.groups = part.groups[:len(part.groups)+1]
+				} else {
+					part.groups = append(part.groups, group{})
+				}
+				g := &part.groups[cp.batchIdx]
+				g.c, g.k, g.evs = s.c, s.k, g.evs[:0]
+			}
+			g := &part.groups[cp.batchIdx]
+			g.evs = append(g.evs, fi)
+		}
+	}
+	w := part.w
+	var delivered int64
+	for gi := range part.groups {
+		g := &part.groups[gi]
+		c := g.c
+		c.mu.Lock()
+		if !c.closed {
+			single := len(c.parts) == 1
+			cp := &c.parts[g.k]
+			b := w.buf[:chunkHeadroom]
+			for _, fi := range g.evs {
+				f := &part.frames[fi]
+				cp.cur = f.pos
+				if single {
+					b = append(b, f.frame...)
+				} else {
+					b = c.appendIDLine(b)
+					b = append(b, f.frame[f.bodyOff:]...)
+				}
+				if len(b) >= maxWrite {
+					c.sendLocked(w, c.frameChunk(b))
+					b = w.buf[:chunkHeadroom]
+				}
+			}
+			if len(b) > chunkHeadroom {
+				c.sendLocked(w, c.frameChunk(b))
+			}
+			if cap(b) <= 4*maxWrite {
+				w.buf = b[:0]
+			}
+			delivered += int64(len(g.evs))
+		}
+		c.mu.Unlock()
+		g.c = nil // do not pin closed conns until the next batch
+	}
+	h.stats.Deliveries.Add(delivered)
+	if n := len(evs); n > 0 {
+		last := evs[n-1].ID
+		part.head.Store(&last)
+	}
+}
+
+// register subscribes c to its topics in partition k of c.parts, under the
+// partition lock, and returns the partition head at that instant: events
+// after it reach c live, events up to it must come from history. floor
+// (with its epoch) is applied only if the partition is still in that epoch.
+// It reports false if the partition has not started yet.
+func (h *hub) register(c *conn, k int, floorEpoch string, floor pubsub.Pos) (pubsub.ID, bool) {
+	cp := &c.parts[k]
+	part := h.parts[cp.p]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	if !part.started {
+		return pubsub.ID{}, false
+	}
+	head := *part.head.Load()
+	c.mu.Lock()
+	cp.epoch = part.epoch
+	cp.cur = head.Pos
+	if floorEpoch == part.epoch && head.Pos.Less(floor) {
+		cp.floor, cp.cur = floor, floor
+	}
+	c.mu.Unlock()
+	for _, t := range cp.topics {
+		part.topics[t] = append(part.topics[t], subRef{c: c, k: int32(k)})
+	}
+	return head, true
+}
+
+// unregister removes c from every partition it registered with.
+func (h *hub) unregister(c *conn) {
+	for k := range c.parts {
+		cp := &c.parts[k]
+		part := h.parts[cp.p]
+		part.mu.Lock()
+		for _, t := range cp.topics {
+			subs := part.topics[t]
+			for i := range subs {
+				if subs[i].c == c {
+					subs[i] = subs[len(subs)-1]
+					subs[len(subs)-1] = subRef{}
+					subs = subs[:len(subs)-1]
+					break
+				}
+			}
+			if len(subs) == 0 {
+				delete(part.topics, t)
+			} else {
+				part.topics[t] = subs
+			}
+		}
+		part.mu.Unlock()
+	}
+}
+
+// started reports whether every partition has had its first Start.
+func (h *hub) started() bool {
+	for _, part := range h.parts {
+		select {
+		case <-part.ready:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// subscribers returns how many local streams subscribe to topic.
+func (h *hub) subscribers(topic string) int {
+	part := h.parts[pubsub.PartitionOf(topic, len(h.parts))]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	return len(part.topics[topic])
+}

@@ -1,0 +1,284 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisConfig configures the Redis Streams broker. Only URL is required.
+type RedisConfig struct {
+	// URL of the Redis server, e.g. "redis://127.0.0.1:6379/0". Required.
+	URL string
+	// Prefix of every key; default "sse". Brokers sharing a Redis and a
+	// prefix form one cluster.
+	Prefix string
+	// Partitions is the number of partition streams; default 16. It is fixed
+	// for a cluster: the first node stores it in Redis and nodes configured
+	// otherwise refuse to run.
+	Partitions int
+	// MaxLen is the number of events retained per partition; default 100000.
+	// Trimming happens in chunks of max(10, MaxLen/10) beyond MaxLen.
+	MaxLen int
+	// IdempotencyTTL is how long an idempotency key is remembered; default
+	// 10 minutes.
+	IdempotencyTTL time.Duration
+	// Readers is the number of reader loops (blocking XREAD connections);
+	// partitions are spread over them. Default 1.
+	Readers int
+	// ReadCount is the most entries one read takes per partition; default 512.
+	ReadCount int
+	// Block is how long a reader waits in XREAD BLOCK before it looks again;
+	// default 5 s.
+	Block time.Duration
+	// Timeout bounds every non-blocking command; default 2 s. A publish that
+	// times out answers ErrOutcomeUnknown.
+	Timeout time.Duration
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c RedisConfig) withDefaults() RedisConfig {
+	if c.Prefix == "" {
+		c.Prefix = "sse"
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 16
+	}
+	if c.MaxLen == 0 {
+		c.MaxLen = 100000
+	}
+	if c.IdempotencyTTL == 0 {
+		c.IdempotencyTTL = 10 * time.Minute
+	}
+	if c.Readers == 0 {
+		c.Readers = 1
+	}
+	if c.ReadCount == 0 {
+		c.ReadCount = 512
+	}
+	if c.Block == 0 {
+		c.Block = 5 * time.Second
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports the first invalid field of an already defaulted config.
+func (c RedisConfig) Validate() error {
+	switch {
+	case c.URL == "":
+		return errors.New("pubsub: redis url is required")
+	case c.Partitions < 1 || c.Partitions > 1024:
+		return fmt.Errorf("pubsub: partitions %d out of range 1..1024", c.Partitions)
+	case c.MaxLen < 1:
+		return fmt.Errorf("pubsub: max len %d must be positive", c.MaxLen)
+	case c.IdempotencyTTL < time.Second:
+		return fmt.Errorf("pubsub: idempotency ttl %s below 1s", c.IdempotencyTTL)
+	case c.Readers < 1 || c.Readers > c.Partitions:
+		return fmt.Errorf("pubsub: readers %d out of range 1..partitions", c.Readers)
+	case c.ReadCount < 1:
+		return fmt.Errorf("pubsub: read count %d must be positive", c.ReadCount)
+	case c.Block < time.Millisecond:
+		return fmt.Errorf("pubsub: block %s below 1ms", c.Block)
+	case c.Timeout <= 0:
+		return fmt.Errorf("pubsub: timeout %s must be positive", c.Timeout)
+	}
+	if strings.ContainsAny(c.Prefix, "{} ") {
+		return fmt.Errorf("pubsub: prefix %q must not contain braces or spaces", c.Prefix)
+	}
+	return nil
+}
+
+// Redis is the Redis Streams broker. See the README for the data format.
+//
+// Goroutines: Run starts one goroutine per reader loop and waits for them;
+// nothing else starts goroutines.
+type Redis struct {
+	cfg     RedisConfig
+	log     *slog.Logger
+	cmd     *redis.Client // publish and queries; never retries (see Publish)
+	read    *redis.Client // reader loops only; closed when Run's ctx ends
+	chunk   int
+	healthy atomic.Bool
+	running atomic.Bool
+}
+
+var _ Broker = (*Redis)(nil)
+
+// NewRedis returns a broker for cfg. It does not contact Redis: a node
+// starts while Redis is down and becomes ready once it is reachable.
+func NewRedis(cfg RedisConfig) (*Redis, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opt, err := redis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("pubsub: redis url: %w", err)
+	}
+	// go-redis retries a command whose reply timed out; for XADD that
+	// stores the event twice (SSE-NOTES §3.4). No command of ours is
+	// retried blindly: publishes answer ErrOutcomeUnknown instead, reads
+	// are retried by their own loops.
+	opt.MaxRetries = -1
+	opt.ReadTimeout = cfg.Timeout
+	opt.WriteTimeout = cfg.Timeout
+	cmdOpt := *opt
+	readOpt := *opt
+	readOpt.PoolSize = cfg.Readers + 2
+	readOpt.MinIdleConns = 0
+	chunk := max(10, cfg.MaxLen/10)
+	return &Redis{
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "pubsub"),
+		cmd:   redis.NewClient(&cmdOpt),
+		read:  redis.NewClient(&readOpt),
+		chunk: chunk,
+	}, nil
+}
+
+// Partitions implements Broker.
+func (r *Redis) Partitions() int { return r.cfg.Partitions }
+
+// Keys. Every key of a partition carries the hash tag {<prefix>:<p>}, so a
+// partition's keys live in one Redis Cluster slot and one script can touch
+// them all.
+func (r *Redis) streamKey(p int) string { return fmt.Sprintf("{%s:%d}:events", r.cfg.Prefix, p) }
+func (r *Redis) metaKey(p int) string   { return fmt.Sprintf("{%s:%d}:meta", r.cfg.Prefix, p) }
+func (r *Redis) idemKey(p int, topic, key string) string {
+	// Topics never contain spaces, so the first space separates them.
+	return fmt.Sprintf("{%s:%d}:idem:%s %s", r.cfg.Prefix, p, topic, key)
+}
+func (r *Redis) clusterKey() string { return r.cfg.Prefix + ":partitions" }
+
+// parseMeta splits the meta value "<epoch> <trimmed>" where trimmed is the
+// position of the last event retention removed ("0-0" when none).
+func parseMeta(v string) (epoch string, trimmed Pos, err error) {
+	e, t, ok := strings.Cut(v, " ")
+	if !ok || !ValidEpoch(e) {
+		return "", Pos{}, fmt.Errorf("pubsub: bad meta %q", v)
+	}
+	trimmed, err = ParsePos(t)
+	if err != nil {
+		return "", Pos{}, fmt.Errorf("pubsub: bad meta %q: %w", v, err)
+	}
+	return e, trimmed, nil
+}
+
+// Ping implements Broker.
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.cmd.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("%w: ping: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close implements Broker.
+func (r *Redis) Close() error {
+	err := r.cmd.Close()
+	if !r.running.Load() {
+		_ = r.read.Close() // Run closes it otherwise; a second Close only errors
+	}
+	return err
+}
+
+// classify maps a go-redis error of a command that may have reached Redis.
+// Errors that prove nothing was executed are ErrUnavailable; everything else
+// (timeouts, broken connections after the write) is ErrOutcomeUnknown.
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var opErr *net.OpError
+	switch {
+	case errors.Is(err, redis.ErrClosed):
+		return fmt.Errorf("%w: %s: %w", ErrClosed, op, err)
+	case errors.As(err, &opErr) && opErr.Op == "dial",
+		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted),
+		isRejectedBeforeRun(err):
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrOutcomeUnknown, op, err)
+}
+
+// isRejectedBeforeRun reports Redis error replies that refuse a command
+// before running it.
+func isRejectedBeforeRun(err error) bool {
+	for _, p := range []string{"LOADING", "READONLY", "OOM", "MASTERDOWN", "BUSY", "NOSCRIPT", "MISCONF", "NOREPLICAS"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// unavailable wraps an error of a read-only command.
+func unavailable(op string, err error) error {
+	if errors.Is(err, redis.ErrClosed) {
+		return fmt.Errorf("%w: %s: %w", ErrClosed, op, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+}
+
+// jitter returns a random duration in [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+var errNoMeta = errors.New("pubsub: partition has no epoch yet")
+
+// ensureEpoch creates the meta key of partition p when missing.
+func (r *Redis) ensureEpoch(ctx context.Context, p int) error {
+	if err := r.cmd.SetNX(ctx, r.metaKey(p), NewEpoch()+" 0-0", 0).Err(); err != nil {
+		return unavailable("create epoch", err)
+	}
+	return nil
+}
+
+// checkPartitions stores the partition count on first contact and refuses a
+// cluster whose nodes disagree on it: topics would hash differently.
+func (r *Redis) checkPartitions(ctx context.Context) error {
+	key := r.clusterKey()
+	if err := r.cmd.SetNX(ctx, key, r.cfg.Partitions, 0).Err(); err != nil {
+		return unavailable("store partitions", err)
+	}
+	got, err := r.cmd.Get(ctx, key).Int()
+	if err != nil {
+		return unavailable("read partitions", err)
+	}
+	if got != r.cfg.Partitions {
+		return fmt.Errorf("pubsub: redis key %s says %d partitions, this node is configured with %d", key, got, r.cfg.Partitions)
+	}
+	return nil
+}
+
+// errFatal marks errors Run must return instead of retrying.
+type errFatal struct{ error }
+
+func (e errFatal) Unwrap() error { return e.error }
