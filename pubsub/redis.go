@@ -182,7 +182,7 @@ func parseMeta(v string) (epoch string, trimmed Pos, err error) {
 // Ping implements Broker.
 func (r *Redis) Ping(ctx context.Context) error {
 	if err := r.cmd.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("%w: ping: %w", ErrUnavailable, err)
+		return unavailable("ping", err)
 	}
 	return nil
 }

@@ -20,16 +20,16 @@ func (r *Redis) Range(ctx context.Context, q RangeQuery) ([]Event, Pos, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
-	if !q.After.Less(q.Until) {
-		return nil, q.Until, nil
-	}
+	empty := !q.After.Less(q.Until) // still validated: epoch, trim, ahead
 	key := r.streamKey(q.Partition)
 	var meta *redis.StringCmd
 	var last, entries *redis.XMessageSliceCmd
 	_, err := r.cmd.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		meta = pipe.Get(ctx, r.metaKey(q.Partition))
 		last = pipe.XRevRangeN(ctx, key, "+", "-", 1)
-		entries = pipe.XRangeN(ctx, key, "("+q.After.String(), q.Until.String(), int64(limit))
+		if !empty {
+			entries = pipe.XRangeN(ctx, key, "("+q.After.String(), q.Until.String(), int64(limit))
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -58,6 +58,9 @@ func (r *Redis) Range(ctx context.Context, q RangeQuery) ([]Event, Pos, error) {
 	}
 	if head.Less(q.After) {
 		return nil, Pos{}, gone(ReasonAhead)
+	}
+	if empty {
+		return nil, q.Until, nil
 	}
 	msgs, err := entries.Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
