@@ -63,7 +63,8 @@ type Handler interface {
 	Start(from ID, reason string)
 
 	// Deliver hands over consecutive events of partition p, oldest first. The
-	// slice and the events' Data are only valid during the call.
+	// slice and the events' Data are only valid during the call, and are
+	// read-only (a broker may share Data with its history).
 	Deliver(p int, evs []Event)
 }
 

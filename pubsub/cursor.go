@@ -99,6 +99,12 @@ type Cursor []ID
 // MaxCursorLen bounds the text form accepted by ParseCursor.
 const MaxCursorLen = 8192
 
+// MaxPartitions is the most partitions a broker accepts. It keeps a Cursor
+// naming every partition below MaxCursorLen: one ID takes at most 64 bytes
+// of text (3-digit partition, 16-byte epoch, two 20-digit numbers, three
+// separators and the '_').
+const MaxPartitions = MaxCursorLen / 64
+
 // AppendText appends the text form of c to dst.
 func (c Cursor) AppendText(dst []byte) []byte {
 	for i, id := range c {

@@ -15,7 +15,7 @@ import (
 // field means its default.
 type MemoryConfig struct {
 	// Partitions is how many partitions topics hash into. Default 16, at
-	// most 128 (see memMaxPartitions).
+	// most 128 (see MaxPartitions).
 	Partitions int
 	// MaxLen is how many events each partition retains, in events. Older
 	// events are dropped first; a cursor before a dropped event gets
@@ -29,12 +29,6 @@ type MemoryConfig struct {
 	// 100000, at most 1<<24.
 	MaxIdempotencyKeys int
 }
-
-// memMaxPartitions is the largest number of partitions Memory accepts. It
-// keeps a Cursor naming every partition below MaxCursorLen: one ID takes at
-// most 64 bytes of text (4-digit partition, 16-byte epoch, two 20-digit
-// numbers, three separators and the '_').
-const memMaxPartitions = MaxCursorLen / 64
 
 const (
 	memDefaultPartitions         = 16
@@ -76,8 +70,8 @@ func (c MemoryConfig) withDefaults() MemoryConfig {
 func (c MemoryConfig) Validate() error {
 	c = c.withDefaults()
 	var errs []error
-	if c.Partitions < 1 || c.Partitions > memMaxPartitions {
-		errs = append(errs, fmt.Errorf("pubsub: memory config: Partitions %d not in [1, %d]", c.Partitions, memMaxPartitions))
+	if c.Partitions < 1 || c.Partitions > MaxPartitions {
+		errs = append(errs, fmt.Errorf("pubsub: memory config: Partitions %d not in [1, %d]", c.Partitions, MaxPartitions))
 	}
 	if c.MaxLen < 1 || c.MaxLen > memMaxMaxLen {
 		errs = append(errs, fmt.Errorf("pubsub: memory config: MaxLen %d not in [1, %d]", c.MaxLen, memMaxMaxLen))
@@ -141,7 +135,7 @@ type Memory struct {
 
 var _ Broker = (*Memory)(nil)
 
-// partition is one append-only log. Event number n (0-based, counting every
+// memPartition is one append-only log. Event number n (0-based, counting every
 // event ever stored) lives in ring[n%maxLen] while n >= added-len(ring).
 type memPartition struct {
 	mu      sync.Mutex

@@ -82,8 +82,8 @@ func (c RedisConfig) Validate() error {
 	switch {
 	case c.URL == "":
 		return errors.New("pubsub: redis url is required")
-	case c.Partitions < 1 || c.Partitions > 1024:
-		return fmt.Errorf("pubsub: partitions %d out of range 1..1024", c.Partitions)
+	case c.Partitions < 1 || c.Partitions > MaxPartitions:
+		return fmt.Errorf("pubsub: partitions %d out of range 1..%d", c.Partitions, MaxPartitions)
 	case c.MaxLen < 1:
 		return fmt.Errorf("pubsub: max len %d must be positive", c.MaxLen)
 	case c.IdempotencyTTL < time.Second:

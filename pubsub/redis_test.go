@@ -49,7 +49,7 @@ func TestRedisConfigValidate(t *testing.T) {
 	}{
 		{"no url", pubsub.RedisConfig{}},
 		{"bad url", pubsub.RedisConfig{URL: "http://x"}},
-		{"partitions", pubsub.RedisConfig{URL: "redis://127.0.0.1:1", Partitions: 2000}},
+		{"partitions", pubsub.RedisConfig{URL: "redis://127.0.0.1:1", Partitions: pubsub.MaxPartitions + 1}},
 		{"readers", pubsub.RedisConfig{URL: "redis://127.0.0.1:1", Partitions: 2, Readers: 3}},
 		{"prefix brace", pubsub.RedisConfig{URL: "redis://127.0.0.1:1", Prefix: "a{b"}},
 		{"ttl", pubsub.RedisConfig{URL: "redis://127.0.0.1:1", IdempotencyTTL: time.Millisecond}},
@@ -139,6 +139,22 @@ func publishOK(t testing.TB, b pubsub.Broker, msgs ...pubsub.Message) []pubsub.I
 	return ids
 }
 
+// publishEventually publishes msg until the broker accepts it (after a
+// Redis restart the pooled connection must break first). msg carries an
+// idempotency key, so the retries store it once.
+func publishEventually(t testing.TB, b pubsub.Broker, msg pubsub.Message) pubsub.ID {
+	t.Helper()
+	var id pubsub.ID
+	waitFor(t, "publish after restart", func() bool {
+		ids, err := b.Publish(context.Background(), []pubsub.Message{msg})
+		if err == nil {
+			id = ids[0]
+		}
+		return err == nil
+	})
+	return id
+}
+
 // A Redis that restarts without persistence loses the partition's history:
 // the reader must announce a new epoch and then deliver the new events from
 // the new stream's start; old cursors are refused with epoch_changed.
@@ -154,14 +170,7 @@ func TestRedisRestartWithoutPersistenceChangesEpoch(t *testing.T) {
 	srv.Kill()
 	srv.Restart()
 	// The publisher may need a few tries while its pooled connection breaks.
-	var next pubsub.ID
-	waitFor(t, "publish after restart", func() bool {
-		ids, err := b.Publish(context.Background(), []pubsub.Message{{Topic: "a", Data: []byte("after"), IdempotencyKey: "k1"}})
-		if err == nil {
-			next = ids[0]
-		}
-		return err == nil
-	})
+	next := publishEventually(t, b, pubsub.Message{Topic: "a", Data: []byte("after"), IdempotencyKey: "k1"})
 	if next.Epoch == old.Epoch {
 		t.Fatalf("epoch unchanged after losing the data: %s", next.Epoch)
 	}
@@ -189,14 +198,7 @@ func TestRedisRestartWithPersistenceKeepsHistory(t *testing.T) {
 	first := publishOK(t, b, pubsub.Message{Topic: "a", Data: []byte("1")})[0]
 	srv.Stop()
 	srv.Restart()
-	var second pubsub.ID
-	waitFor(t, "publish after restart", func() bool {
-		ids, err := b.Publish(context.Background(), []pubsub.Message{{Topic: "a", Data: []byte("2"), IdempotencyKey: "k2"}})
-		if err == nil {
-			second = ids[0]
-		}
-		return err == nil
-	})
+	second := publishEventually(t, b, pubsub.Message{Topic: "a", Data: []byte("2"), IdempotencyKey: "k2"})
 	if second.Epoch != first.Epoch {
 		t.Fatalf("epoch changed across a persistent restart: %s -> %s", first.Epoch, second.Epoch)
 	}
@@ -233,8 +235,15 @@ func TestRedisReaderBehindRetentionReportsTrim(t *testing.T) {
 		return len(e) > 0 && e[len(e)-1].ID == last
 	})
 	starts, evs := h.snapshot()
-	if len(starts) != 2 || starts[1].reason != pubsub.ReasonTrimmed {
+	// At least one trimmed Start; more are legitimate (the last publish
+	// can trim past the catching-up reader again).
+	if len(starts) < 2 {
 		t.Fatalf("starts = %+v, want a trimmed Start", starts)
+	}
+	for _, s := range starts[1:] {
+		if s.reason != pubsub.ReasonTrimmed {
+			t.Fatalf("starts = %+v, want only trimmed Starts after the first", starts)
+		}
 	}
 	for i := 1; i < len(evs); i++ {
 		if !evs[i-1].ID.Pos.Less(evs[i].ID.Pos) {
