@@ -261,8 +261,12 @@ func (c *conn) writeBlocking(b []byte) error {
 	if err := c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout)); err != nil {
 		return err
 	}
-	_, err := c.nc.Write(b)
-	return err
+	if _, err := c.nc.Write(b); err != nil {
+		return err
+	}
+	// The deadline must not outlive this write: RawConn.Write checks it
+	// too, so every later non-blocking write would fail once it passed.
+	return c.nc.SetWriteDeadline(time.Time{})
 }
 
 // close ends the stream.

@@ -29,7 +29,8 @@
 //
 // # Lock order
 //
-// partition.mu before conn.mu. The replay cache's locks are leaves: no other
-// lock is taken while holding them. Closing a conn never takes a partition
+// partition.mu before conn.mu. Registration alone holds several partition
+// locks, always in ascending partition order; everything else holds one. The
+// replay cache's lock is a leaf: no other lock is taken while holding it. Closing a conn never takes a partition
 // lock (the reaper unregisters it later), so it is safe under any lock.
 package node

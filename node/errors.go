@@ -56,7 +56,9 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			body.Error.Code = "internal"
 			body.Error.Message = "internal error"
 		}
-		if status >= 500 {
+		// 503s are expected states (not ready, broker down) that their
+		// handlers log where useful; only our own faults are errors here.
+		if status >= 500 && status != http.StatusServiceUnavailable {
 			log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "status", status, "err", err)
 		}
 		var werr error

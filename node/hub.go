@@ -225,31 +225,65 @@ func (h *hub) Deliver(p int, evs []pubsub.Event) {
 	}
 }
 
-// register subscribes c to its topics in partition k of c.parts, under the
-// partition lock, and returns the partition head at that instant: events
-// after it reach c live, events up to it must come from history. floor
-// (with its epoch) is applied only if the partition is still in that epoch.
-// It reports false if the partition has not started yet.
-func (h *hub) register(c *conn, k int, floorEpoch string, floor pubsub.Pos) (pubsub.ID, bool) {
-	cp := &c.parts[k]
-	part := h.parts[cp.p]
-	part.mu.Lock()
-	defer part.mu.Unlock()
-	if !part.started {
-		return pubsub.ID{}, false
+// regFloor is the floor a stream asks for in one partition: live events at
+// or below Pos are skipped, if the partition is still in Epoch.
+type regFloor struct {
+	Epoch string
+	Pos   pubsub.Pos
+}
+
+// registration is the outcome of register in one partition.
+type registration struct {
+	// head is the partition head at registration: events after it reach
+	// the stream live, events up to it must come from history.
+	head pubsub.ID
+	// at is the stream's position at registration (the head, or the
+	// floor). Fan-out may move the conn's own position on as soon as the
+	// locks are released, with events that wait in its queue, so only at
+	// may be told to the client before those are written.
+	at pubsub.ID
+}
+
+// register subscribes c to its topics in every partition of c.parts at one
+// instant, holding all their locks (taken in ascending partition order;
+// c.parts is sorted). Registering one partition at a time would let a live
+// event of the first carry a cursor naming a partition not yet registered.
+// floors[k] applies to c.parts[k]. It reports false if a partition has not
+// started yet.
+func (h *hub) register(c *conn, floors []regFloor) ([]registration, bool) {
+	for k := range c.parts {
+		h.parts[c.parts[k].p].mu.Lock()
 	}
-	head := *part.head.Load()
+	defer func() {
+		for k := range c.parts {
+			h.parts[c.parts[k].p].mu.Unlock()
+		}
+	}()
+	for k := range c.parts {
+		if !h.parts[c.parts[k].p].started {
+			return nil, false
+		}
+	}
+	regs := make([]registration, len(c.parts))
 	c.mu.Lock()
-	cp.epoch = part.epoch
-	cp.cur = head.Pos
-	if floorEpoch == part.epoch && head.Pos.Less(floor) {
-		cp.floor, cp.cur = floor, floor
+	for k := range c.parts {
+		cp := &c.parts[k]
+		part := h.parts[cp.p]
+		head := *part.head.Load()
+		cp.epoch, cp.cur = part.epoch, head.Pos
+		if f := floors[k]; f.Epoch == part.epoch && head.Pos.Less(f.Pos) {
+			cp.floor, cp.cur = f.Pos, f.Pos
+		}
+		regs[k] = registration{head: head, at: pubsub.ID{Partition: cp.p, Epoch: cp.epoch, Pos: cp.cur}}
 	}
 	c.mu.Unlock()
-	for _, t := range cp.topics {
-		part.topics[t] = append(part.topics[t], subRef{c: c, k: int32(k)})
+	for k := range c.parts {
+		part := h.parts[c.parts[k].p]
+		for _, t := range c.parts[k].topics {
+			part.topics[t] = append(part.topics[t], subRef{c: c, k: int32(k)})
+		}
 	}
-	return head, true
+	return regs, true
 }
 
 // unregister removes c from every partition it registered with.

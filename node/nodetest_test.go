@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -477,9 +477,17 @@ func (s *stream) nextBlock(t testing.TB) sse.Event {
 // id-only blocks.
 func (s *stream) nextEvent(t testing.TB) sse.Event {
 	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
 	for {
-		if b := s.nextBlock(t); b.Dispatch {
+		b, ok := s.take(t, time.Until(deadline))
+		if !ok {
+			t.Fatalf("stream ended (%v) while an event was expected", s.endErr())
+		}
+		if b.Dispatch {
 			return b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no event within %v, only heartbeats", waitTimeout)
 		}
 	}
 }
@@ -638,4 +646,65 @@ func (o *orderChecker) check(b sse.Event, evPart int) error {
 	return nil
 }
 
-var errEnded = errors.New("stream ended")
+// statsSnapshot is the replay counters at one instant.
+type statsSnapshot struct{ hits, misses, reads, resets int64 }
+
+func snapshot(n *testNode) statsSnapshot {
+	st := n.srv.Stats()
+	return statsSnapshot{st.CacheHits.Load(), st.CacheMisses.Load(), st.BrokerReads.Load(), st.Resets.Load()}
+}
+
+// evsOf returns k events on topic with data "<prefix><i>".
+func evsOf(topic, prefix string, k int) []ev {
+	evs := make([]ev, k)
+	for i := range evs {
+		evs[i] = ev{Topic: topic, Data: fmt.Sprintf("%s%d", prefix, i)}
+	}
+	return evs
+}
+
+// eventsByTopic splits events whose data is "<topic>/<n>" by topic.
+func eventsByTopic(evs []sse.Event) map[string][]string {
+	m := make(map[string][]string)
+	for _, e := range evs {
+		tp, _, _ := strings.Cut(e.Data, "/")
+		m[tp] = append(m[tp], e.Data)
+	}
+	return m
+}
+
+// checkPerTopic compares events whose data is "<topic>/<...>" per topic.
+func checkPerTopic(t testing.TB, what string, got []sse.Event, want map[string][]string) {
+	t.Helper()
+	by := eventsByTopic(got)
+	for tp, w := range want {
+		if !slices.Equal(by[tp], w) {
+			t.Errorf("%s: topic %s got %q, want %q", what, tp, by[tp], w)
+		}
+	}
+	for tp := range by {
+		if _, ok := want[tp]; !ok {
+			t.Errorf("%s: events of unexpected topic %s", what, tp)
+		}
+	}
+}
+
+// collect reads a resumed stream's head, checking there is no reset, and
+// then live events until it holds k events in all (a node may replay some
+// and deliver the rest live, depending on how far its fan-out got).
+func collect(t testing.TB, s *stream, k int) []sse.Event {
+	t.Helper()
+	_, start, _ := s.head(t)
+	for _, e := range start {
+		if e.Type == "reset" {
+			t.Fatalf("resume got a reset: %+v", e)
+		}
+	}
+	for len(start) < k {
+		start = append(start, s.nextEvent(t))
+	}
+	if len(start) > k {
+		t.Fatalf("resume replayed %d events, want %d: %q", len(start), k, data(start))
+	}
+	return start
+}

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -40,6 +41,18 @@ func TestPublishDelivers(t *testing.T) {
 		{"array data", `{"topic":"pub","data":[1, "two"]}`, []string{"message"}, []string{`[1,"two"]`}},
 		{"leading whitespace body", " \n\t{\"topic\":\"pub\",\"data\":\"w\"}\n", []string{"message"}, []string{"w"}},
 	}
+	// A large payload with many lines crosses every write and buffer size.
+	var big strings.Builder
+	for i := range 5000 {
+		fmt.Fprintf(&big, "line %d %s\r\n", i, strings.Repeat("ß", i%50))
+	}
+	bigJSON, _ := json.Marshal(map[string]string{"topic": "pub", "data": big.String()})
+	cases = append(cases, struct {
+		name     string
+		body     string
+		wantType []string
+		wantData []string
+	}{"large", string(bigJSON), []string{"message"}, []string{strings.ReplaceAll(big.String(), "\r\n", "\n")}})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ids := publishIDs(t, n.post(t, c.body, nil), len(c.wantData))

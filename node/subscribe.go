@@ -177,26 +177,29 @@ func (s *Server) startStream(ctx context.Context, c *conn, cursor pubsub.Cursor,
 		plans[k] = pl
 	}
 	// rv is the cursor as the client will know it while history is being
-	// written: replayed partitions move from the client's position to the
-	// head, the others are at the head already.
+	// written: replayed partitions move from the client's position to their
+	// registration point (regs), the others are there already. Fan-out may
+	// queue live events right after a registration and move the conn's own
+	// position past them, so until the queue is written the client is only
+	// ever told regs, never c.parts[k].cur.
+	floors := make([]regFloor, len(c.parts))
+	for k, pl := range plans {
+		if pl.floor {
+			floors[k] = regFloor{Epoch: pl.epoch, Pos: pl.from}
+		}
+	}
+	reg, ok := s.hub.register(c, floors)
+	if !ok {
+		s.shed(c, ReasonShed)
+		return
+	}
 	rv := make([]pubsub.ID, len(c.parts))
 	heads := make([]pubsub.ID, len(c.parts))
+	regs := make([]pubsub.ID, len(c.parts))
 	for k := range c.parts {
 		pl := &plans[k]
-		var floor pubsub.Pos
-		if pl.floor {
-			floor = pl.from
-		}
-		head, ok := s.hub.register(c, k, pl.epoch, floor)
-		if !ok {
-			s.shed(c, ReasonShed)
-			return
-		}
-		heads[k] = head
-		c.mu.Lock()
-		rv[k] = pubsub.ID{Partition: c.parts[k].p, Epoch: c.parts[k].epoch, Pos: c.parts[k].cur}
-		c.mu.Unlock()
-		if pl.reset == "" && pl.epoch != head.Epoch && (pl.resume || pl.floor) {
+		heads[k], regs[k], rv[k] = reg[k].head, reg[k].at, reg[k].at
+		if pl.reset == "" && pl.epoch != heads[k].Epoch && (pl.resume || pl.floor) {
 			pl.reset = pubsub.ReasonEpochChanged // the partition restarted meanwhile
 		}
 		if pl.resume && pl.reset == "" {
@@ -204,7 +207,7 @@ func (s *Server) startStream(ctx context.Context, c *conn, cursor pubsub.Cursor,
 		}
 	}
 
-	w := &streamWriter{c: c, buf: make([]byte, chunkHeadroom, 4096)}
+	w := &streamWriter{c: c, buf: make([]byte, chunkHeadroom, 4096), regs: regs}
 	for k := range c.parts {
 		if plans[k].reset != "" {
 			w.resets(rv, k, plans[k].reset)
@@ -220,7 +223,7 @@ func (s *Server) startStream(ctx context.Context, c *conn, cursor pubsub.Cursor,
 		} else if reason != "" {
 			w.resets(rv, k, reason)
 		}
-		rv[k].Pos = c.parts[k].cur // replay done: at the registration point
+		rv[k] = regs[k] // replay done: at the registration point
 		if w.err != nil {
 			break
 		}
@@ -352,9 +355,10 @@ func (s *Server) replay(ctx context.Context, w *streamWriter, rv []pubsub.ID, k 
 
 // streamWriter batches the handler's writes during a resume.
 type streamWriter struct {
-	c   *conn
-	buf []byte // chunkHeadroom, then payload
-	err error
+	c    *conn
+	regs []pubsub.ID // registration point of each partition
+	buf  []byte      // chunkHeadroom, then payload
+	err  error
 }
 
 // event is called after each event appended; it writes when enough piled up.
@@ -372,12 +376,10 @@ func (w *streamWriter) flush() {
 }
 
 // resets writes a reset event for every topic of partition k and moves the
-// client's cursor there to the head.
+// client's cursor there to the registration point.
 func (w *streamWriter) resets(rv []pubsub.ID, k int, reason string) {
 	cp := &w.c.parts[k]
-	w.c.mu.Lock()
-	rv[k] = pubsub.ID{Partition: cp.p, Epoch: cp.epoch, Pos: cp.cur}
-	w.c.mu.Unlock()
+	rv[k] = w.regs[k]
 	for _, t := range cp.topics {
 		w.buf = appendCursorLine(w.buf, rv)
 		w.buf = sse.AppendBody(w.buf, resetType, resetData(t, reason))

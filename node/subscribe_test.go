@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssecluster/ssecluster/node"
 	"github.com/ssecluster/ssecluster/node/sse"
 	"github.com/ssecluster/ssecluster/pubsub"
 )
@@ -183,5 +184,31 @@ func TestStreamHTTP10(t *testing.T) {
 	}
 	if len(rest) == 0 || rest[len(rest)-1].Retry < 0 {
 		t.Fatalf("blocks at shutdown %+v, want a final retry hint", rest)
+	}
+}
+
+// TestStreamOutlivesWriteTimeout: WriteTimeout bounds one blocking write
+// (the response head, a replay, a backlog); it must not end a healthy
+// stream that keeps taking its heartbeats and events long after.
+func TestStreamOutlivesWriteTimeout(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.WriteTimeout = 50 * time.Millisecond
+	cfg.Heartbeat = 20 * time.Millisecond
+	n := startNode(t, cfg, newMemory(t, pubsub.MemoryConfig{}))
+	s := n.subscribe(t, streamQuery("long"), "")
+	s.live(t)
+	// Each heartbeat comes at least Heartbeat/2 after the previous one, so
+	// 20 of them span several WriteTimeouts.
+	for range 20 {
+		if b := s.nextBlock(t); b.Dispatch {
+			t.Fatalf("unexpected event %+v", b)
+		}
+	}
+	n.publish(t, ev{Topic: "long", Data: "still here"})
+	if e := s.nextEvent(t); e.Data != "still here" {
+		t.Fatalf("event %+v", e)
+	}
+	if got := n.srv.Stats().Closed[node.ReasonWriteError].Load(); got != 0 {
+		t.Errorf("%d streams closed with a write error", got)
 	}
 }
