@@ -352,7 +352,7 @@ func (c *conn) heartbeat(w *wctx, h *hub, probe []byte) {
 		// Every event at or below the partition's head has been handed to
 		// this stream already (fan-out stores head after sending), so
 		// moving the cursor there skips nothing.
-		if head := h.parts[cp.p].head.Load(); head != nil && head.Epoch == cp.epoch && cp.cur.Less(head.Pos) {
+		if head, ok := h.parts[cp.p].headID(); ok && head.Epoch == cp.epoch && cp.cur.Less(head.Pos) {
 			cp.cur = head.Pos
 			advanced = true
 		}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -17,6 +18,9 @@ type hub struct {
 	parts []*partition
 	cache *replayCache
 	stats *Stats
+	// fanOutMin is the number of streams per fan-out worker below which one
+	// goroutine writes a whole batch (defaultFanOutMin; tests lower it).
+	fanOutMin int
 }
 
 var _ pubsub.Handler = (*hub)(nil)
@@ -33,12 +37,17 @@ type partition struct {
 
 	// head is the last position fanned out completely: every event at or
 	// below it has been handed to every stream subscribed at that time.
-	// Stored after the sends, so a reader of head never skips an event.
-	head atomic.Pointer[pubsub.ID]
+	// Set after the sends, so a reader of head never skips an event.
+	// headMu is a leaf lock (readers hold conn.mu; no allocation per batch,
+	// unlike an atomic pointer).
+	headMu  sync.Mutex
+	head    pubsub.ID
+	headSet bool
 
 	// Fan-out scratch, owned by the goroutine in Deliver/Start (serialised
-	// by mu).
+	// by mu): ws[0] for Start and small batches, ws[i] for fan-out worker i.
 	w      *wctx
+	ws     []*wctx
 	gen    uint64
 	groups []group
 	frames []frameRef
@@ -64,11 +73,31 @@ type frameRef struct {
 }
 
 func newHub(log *slog.Logger, partitions int, cache *replayCache, stats *Stats) *hub {
-	h := &hub{log: log, cache: cache, stats: stats, parts: make([]*partition, partitions)}
+	h := &hub{log: log, cache: cache, stats: stats, parts: make([]*partition, partitions), fanOutMin: defaultFanOutMin}
+	workers := max(1, runtime.GOMAXPROCS(0))
 	for p := range h.parts {
-		h.parts[p] = &partition{p: p, topics: make(map[string][]subRef), ready: make(chan struct{}), w: newWctx()}
+		part := &partition{p: p, topics: make(map[string][]subRef), ready: make(chan struct{}), ws: make([]*wctx, workers)}
+		for i := range part.ws {
+			part.ws[i] = newWctx()
+		}
+		part.w = part.ws[0]
+		h.parts[p] = part
 	}
 	return h
+}
+
+// setHead records the partition's new head.
+func (part *partition) setHead(id pubsub.ID) {
+	part.headMu.Lock()
+	part.head, part.headSet = id, true
+	part.headMu.Unlock()
+}
+
+// headID returns the partition's head; ok is false before the first Start.
+func (part *partition) headID() (id pubsub.ID, ok bool) {
+	part.headMu.Lock()
+	defer part.headMu.Unlock()
+	return part.head, part.headSet
 }
 
 // encodeEvent encodes ev once: its id line, then its body. It reports
@@ -101,7 +130,7 @@ func (h *hub) Start(from pubsub.ID, reason string) {
 	if !part.started {
 		part.started, part.epoch = true, from.Epoch
 		h.cache.startPartition(from)
-		part.head.Store(&from)
+		part.setHead(from)
 		close(part.ready)
 		return
 	}
@@ -125,7 +154,7 @@ func (h *hub) Start(from pubsub.ID, reason string) {
 			h.stats.Resets.Add(1)
 		}
 	}
-	part.head.Store(&from)
+	part.setHead(from)
 }
 
 var resetType = sse.Type("reset")
@@ -183,10 +212,45 @@ func (h *hub) Deliver(p int, evs []pubsub.Event) {
 			g.evs = append(g.evs, fi)
 		}
 	}
-	w := part.w
+	h.stats.Deliveries.Add(h.fanOut(part))
+	if n := len(evs); n > 0 {
+		part.setHead(evs[n-1].ID)
+	}
+}
+
+// defaultFanOutMin is the number of streams per worker below which one
+// goroutine writes the whole batch: spreading a write-syscall-bound fan-out
+// over the cores shortens the time to the last subscriber of a big topic,
+// and below a few hundred writes starting goroutines is not worth it.
+const defaultFanOutMin = 512
+
+// fanOut writes the batch's groups, over several goroutines for big
+// batches. It owns those goroutines and returns once they have finished.
+// A stream is in exactly one group, so its bytes keep their order.
+func (h *hub) fanOut(part *partition) int64 {
+	groups := part.groups
+	workers := min(len(part.ws), len(groups)/h.fanOutMin)
+	if workers <= 1 {
+		return writeGroups(part.frames, groups, part.ws[0])
+	}
+	var wg sync.WaitGroup
+	var total atomic.Int64
+	size := (len(groups) + workers - 1) / workers
+	for i := 1; i < workers; i++ {
+		chunk, w := groups[min(i*size, len(groups)):min((i+1)*size, len(groups))], part.ws[i]
+		wg.Go(func() { total.Add(writeGroups(part.frames, chunk, w)) })
+	}
+	total.Add(writeGroups(part.frames, groups[:size], part.ws[0]))
+	wg.Wait()
+	return total.Load()
+}
+
+// writeGroups writes to each group's stream its share of the batch, in one
+// write when it fits, and returns the number of events written or queued.
+func writeGroups(frames []frameRef, groups []group, w *wctx) int64 {
 	var delivered int64
-	for gi := range part.groups {
-		g := &part.groups[gi]
+	for gi := range groups {
+		g := &groups[gi]
 		c := g.c
 		c.mu.Lock()
 		if !c.closed {
@@ -194,7 +258,7 @@ func (h *hub) Deliver(p int, evs []pubsub.Event) {
 			cp := &c.parts[g.k]
 			b := w.buf[:chunkHeadroom]
 			for _, fi := range g.evs {
-				f := &part.frames[fi]
+				f := &frames[fi]
 				cp.cur = f.pos
 				if single {
 					b = append(b, f.frame...)
@@ -218,11 +282,7 @@ func (h *hub) Deliver(p int, evs []pubsub.Event) {
 		c.mu.Unlock()
 		g.c = nil // do not pin closed conns until the next batch
 	}
-	h.stats.Deliveries.Add(delivered)
-	if n := len(evs); n > 0 {
-		last := evs[n-1].ID
-		part.head.Store(&last)
-	}
+	return delivered
 }
 
 // regFloor is the floor a stream asks for in one partition: live events at
@@ -269,7 +329,7 @@ func (h *hub) register(c *conn, floors []regFloor) ([]registration, bool) {
 	for k := range c.parts {
 		cp := &c.parts[k]
 		part := h.parts[cp.p]
-		head := *part.head.Load()
+		head, _ := part.headID() // set: the partition started
 		cp.epoch, cp.cur = part.epoch, head.Pos
 		if f := floors[k]; f.Epoch == part.epoch && head.Pos.Less(f.Pos) {
 			cp.floor, cp.cur = f.Pos, f.Pos

@@ -263,8 +263,8 @@ func (s *Server) plan(ctx context.Context, p int, cursor pubsub.Cursor, resetAll
 	if !ok {
 		return partPlan{}, true // no position: a topic new to this client starts live
 	}
-	head := s.hub.parts[p].head.Load()
-	if head == nil {
+	head, ok := s.hub.parts[p].headID()
+	if !ok {
 		return partPlan{}, false
 	}
 	if id.Epoch == head.Epoch && !head.Pos.Less(id.Pos) {

@@ -1,0 +1,34 @@
+package loadtest
+
+import "testing"
+
+func TestPayload(t *testing.T) {
+	b := AppendPayload(nil, "load-7", 42, 1767225600123456789)
+	want := `{"topic":"load-7","seq":42,"sent_ns":1767225600123456789}`
+	if string(b) != want {
+		t.Fatalf("AppendPayload = %s, want %s", b, want)
+	}
+	tests := []struct {
+		name string
+		data string
+		want Payload
+		ok   bool
+	}{
+		{"exact", want, Payload{"load-7", 42, 1767225600123456789}, true},
+		{"reformatted", `{ "seq": 3, "topic": "a", "sent_ns": 5 }`, Payload{"a", 3, 5}, true},
+		{"not json", `hello`, Payload{}, false},
+		{"no seq", `{"topic":"a","sent_ns":5}`, Payload{}, false},
+		{"trailing", want + "x", Payload{}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := ParsePayload(tc.data)
+			if ok != tc.ok || got != tc.want {
+				t.Errorf("ParsePayload(%q) = %+v, %v; want %+v, %v", tc.data, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = ParsePayload(want) }); n != 0 {
+		t.Errorf("ParsePayload of the exact form allocates %v times", n)
+	}
+}

@@ -1,0 +1,490 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ssecluster/ssecluster/node/sse"
+)
+
+// Buffer sizes per stream. The connection buffer only holds the response
+// head and chunk headers (the chunked reader reads large chunks straight
+// into the parser's buffer); the parser's buffer is sse.NewParser's default
+// size, so the parser adopts it instead of adding its own.
+const (
+	connBufSize   = 512
+	parserBufSize = 4096
+)
+
+// Pool holds Config.Subs SSE streams over raw TCP, parses them with
+// sse.Parser and records what each one sees. Create it with NewPool, run it
+// with Run; read its figures with Report once Run has returned.
+type Pool struct {
+	cfg     Config
+	addr    string // host:port to dial
+	reqHead string // "GET <path>?topic=" ... up to the topic
+
+	ready    chan struct{} // closed once every stream made its first attempt
+	firstTry sync.WaitGroup
+
+	lat  *shardedHist
+	ttMu sync.Mutex // guards ttfb, tth
+	ttfb *Histogram
+	tth  *Histogram
+
+	// Live counters, read by progress lines and the drain check.
+	connected   atomic.Int64 // streams connected now
+	established atomic.Int64 // streams that got a stream at least once
+	delivered   atomic.Int64 // events with a valid payload
+	onTimeUniq  atomic.Int64 // distinct events received by on-time streams
+
+	mu          sync.Mutex // guards what follows
+	topicSubs   []int64    // on-time streams per topic
+	topicUnique []int64    // distinct events received by on-time streams, per topic
+	totals      streamCounters
+
+	ran atomic.Bool
+}
+
+// streamCounters is what one stream counts; folded into the pool when the
+// stream ends.
+type streamCounters struct {
+	attempts, connectOK, connectFail int64
+	failReasons, drops               reasonCounts
+	httpStatus                       map[int]int64
+	established, late, reconnects    int64
+	aliveAtEnd                       int64
+
+	events, delivered, badPayload, foreign int64
+	unique, duplicates, reordered, gaps    int64
+	missing                                int64
+	resets, otherEvents, comments, idOnly  int64
+	retryHints, retryMinMs, retryMaxMs     int64
+}
+
+func (c *streamCounters) add(o *streamCounters) {
+	c.attempts += o.attempts
+	c.connectOK += o.connectOK
+	c.connectFail += o.connectFail
+	for i := range c.failReasons {
+		c.failReasons[i] += o.failReasons[i]
+		c.drops[i] += o.drops[i]
+	}
+	for code, n := range o.httpStatus {
+		if c.httpStatus == nil {
+			c.httpStatus = make(map[int]int64)
+		}
+		c.httpStatus[code] += n
+	}
+	c.established += o.established
+	c.late += o.late
+	c.reconnects += o.reconnects
+	c.aliveAtEnd += o.aliveAtEnd
+	c.events += o.events
+	c.delivered += o.delivered
+	c.badPayload += o.badPayload
+	c.foreign += o.foreign
+	c.unique += o.unique
+	c.duplicates += o.duplicates
+	c.reordered += o.reordered
+	c.gaps += o.gaps
+	c.missing += o.missing
+	c.resets += o.resets
+	c.otherEvents += o.otherEvents
+	c.comments += o.comments
+	c.idOnly += o.idOnly
+	if o.retryHints > 0 {
+		if c.retryHints == 0 || o.retryMinMs < c.retryMinMs {
+			c.retryMinMs = o.retryMinMs
+		}
+		c.retryMaxMs = max(c.retryMaxMs, o.retryMaxMs)
+	}
+	c.retryHints += o.retryHints
+}
+
+// NewPool checks cfg and returns a pool for its streams.
+func NewPool(cfg Config) (*Pool, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	u, _ := url.Parse(cfg.URL) // validated
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	return &Pool{
+		cfg:         cfg,
+		addr:        addr,
+		reqHead:     "GET " + u.EscapedPath() + "/v1/events?topic=",
+		ready:       make(chan struct{}),
+		lat:         newShardedHist(),
+		ttfb:        NewHistogram(),
+		tth:         NewHistogram(),
+		topicSubs:   make([]int64, cfg.Topics),
+		topicUnique: make([]int64, cfg.Topics),
+	}, nil
+}
+
+// Ready is closed once every stream has made its first connection attempt
+// (established or failed). Streams first established after it are "late":
+// they may have missed events, so they do not count in expected deliveries.
+func (p *Pool) Ready() <-chan struct{} { return p.ready }
+
+// Established returns how many streams have been established so far.
+func (p *Pool) Established() int64 { return p.established.Load() }
+
+// Connected returns how many streams are connected now.
+func (p *Pool) Connected() int64 { return p.connected.Load() }
+
+// Delivered returns how many events with a valid payload arrived so far.
+func (p *Pool) Delivered() int64 { return p.delivered.Load() }
+
+// expected returns the deliveries owed to on-time streams when published[t]
+// events were published on topic t, and how many of them arrived.
+func (p *Pool) expected(published []int64) (want, got int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for t, n := range published {
+		if t < len(p.topicSubs) {
+			want += n * p.topicSubs[t]
+		}
+	}
+	return want, p.onTimeUniq.Load()
+}
+
+// Run starts the streams at Config.Ramp per second and holds them until
+// ctx ends, then closes them and returns once every stream goroutine has
+// ended. It returns an error only if called twice.
+func (p *Pool) Run(ctx context.Context) error {
+	if !p.ran.CompareAndSwap(false, true) {
+		return errors.New("loadtest: Pool.Run called twice")
+	}
+	var wg sync.WaitGroup
+	p.firstTry.Add(p.cfg.Subs)
+	wg.Go(func() { // ends once every stream made its first attempt
+		p.firstTry.Wait()
+		close(p.ready)
+	})
+	start := time.Now()
+	started := 0
+	for ; started < p.cfg.Subs; started++ {
+		if p.cfg.Ramp > 0 {
+			due := start.Add(time.Duration(float64(started) / p.cfg.Ramp * float64(time.Second)))
+			if !sleepUntil(ctx, due) {
+				break
+			}
+		} else if ctx.Err() != nil {
+			break
+		}
+		i := p.cfg.First + started
+		s := &stream{pool: p, key: i, topicIdx: i % p.cfg.Topics}
+		if n := len(p.cfg.SourceAddrs); n > 0 {
+			s.local = &net.TCPAddr{IP: p.cfg.SourceAddrs[started%n].AsSlice()}
+		}
+		wg.Go(func() { s.run(ctx) })
+	}
+	p.firstTry.Add(started - p.cfg.Subs) // streams never started
+	<-ctx.Done()
+	wg.Wait()
+	return nil
+}
+
+// sleepUntil waits until t or ctx's end and reports whether t came first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tm.C:
+		return true
+	}
+}
+
+// stream is one subscriber. Everything in it is owned by its goroutine.
+type stream struct {
+	pool     *Pool
+	key      int // global index
+	topicIdx int
+	topic    string
+	local    *net.TCPAddr
+
+	seq    SeqChecker
+	onTime bool
+	lastID string
+	retry  time.Duration // last retry hint; 0: none yet
+	c      streamCounters
+}
+
+// run connects, reads, and (with Reconnect) reconnects until ctx ends.
+func (s *stream) run(ctx context.Context) {
+	p := s.pool
+	s.topic = p.cfg.Topic(s.topicIdx)
+	first := true
+	defer func() {
+		if first {
+			p.firstTry.Done()
+		}
+		s.fold()
+	}()
+	for ctx.Err() == nil {
+		nc, body, reason := s.connect(ctx)
+		if first {
+			first = false
+			p.firstTry.Done()
+		}
+		if ctx.Err() != nil {
+			if nc != nil {
+				_ = nc.Close()
+			}
+			return
+		}
+		if reason != ReasonNone {
+			s.c.connectFail++
+			s.c.failReasons[reason]++
+			if !p.cfg.Reconnect || reason == ReasonHTTPStatus || reason == ReasonNotEventStream {
+				return // a browser gives up for good on these
+			}
+		} else {
+			reason = s.read(ctx, nc, body)
+			if ctx.Err() != nil {
+				s.c.aliveAtEnd++
+				return
+			}
+			s.c.drops[reason]++
+			if !p.cfg.Reconnect {
+				return
+			}
+		}
+		wait := s.retry
+		if wait == 0 {
+			wait = p.cfg.DefaultRetry
+		}
+		if !sleepUntil(ctx, time.Now().Add(wait)) {
+			return
+		}
+		s.c.reconnects++
+	}
+}
+
+// connect dials and reads the response head. On success it returns the
+// connection and the (de-chunked) body; the connection is closed when ctx
+// ends, which ends any read on it.
+func (s *stream) connect(ctx context.Context) (net.Conn, io.Reader, Reason) {
+	p := s.pool
+	s.c.attempts++
+	start := time.Now()
+	d := net.Dialer{Timeout: p.cfg.DialTimeout}
+	if s.local != nil {
+		d.LocalAddr = s.local
+	}
+	nc, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, nil, dialReason(err)
+	}
+	_ = nc.SetDeadline(start.Add(p.cfg.HeadTimeout))
+	req := make([]byte, 0, 256)
+	req = append(req, p.reqHead...)
+	req = append(req, url.QueryEscape(s.topic)...)
+	req = append(req, " HTTP/1.1\r\nHost: "...)
+	req = append(req, p.addr...)
+	req = append(req, "\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n"...)
+	if s.lastID != "" {
+		req = append(req, "Last-Event-ID: "...)
+		req = append(req, s.lastID...) // the parser never yields CR, LF or NUL in an id
+		req = append(req, "\r\n"...)
+	}
+	req = append(req, "\r\n"...)
+	fail := func(r Reason) (net.Conn, io.Reader, Reason) {
+		_ = nc.Close()
+		return nil, nil, r
+	}
+	if _, err := nc.Write(req); err != nil {
+		return fail(headReason(err))
+	}
+	br := bufio.NewReaderSize(nc, connBufSize)
+	if _, err := br.Peek(1); err != nil {
+		return fail(headReason(err))
+	}
+	ttfb := time.Since(start)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return fail(headReason(err))
+	}
+	tth := time.Since(start)
+	p.ttMu.Lock()
+	p.ttfb.Record(ttfb)
+	p.tth.Record(tth)
+	p.ttMu.Unlock()
+	if resp.StatusCode != http.StatusOK {
+		if s.c.httpStatus == nil {
+			s.c.httpStatus = make(map[int]int64)
+		}
+		s.c.httpStatus[resp.StatusCode]++
+		return fail(ReasonHTTPStatus)
+	}
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "text/event-stream" {
+		return fail(ReasonNotEventStream)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	s.c.connectOK++
+	if s.c.established == 0 {
+		s.c.established = 1
+		p.established.Add(1)
+		select {
+		case <-p.ready:
+			s.c.late = 1
+			// Joined after the publisher may have started: check the
+			// sequence from whatever comes first.
+		default:
+			s.onTime = true
+			p.mu.Lock()
+			p.topicSubs[s.topicIdx]++
+			p.mu.Unlock()
+		}
+	}
+	return nc, resp.Body, ReasonNone
+}
+
+// read parses the stream until it ends and returns why it ended.
+func (s *stream) read(ctx context.Context, nc net.Conn, body io.Reader) Reason {
+	p := s.pool
+	p.connected.Add(1)
+	defer p.connected.Add(-1)
+	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
+	defer func() {
+		stop()
+		_ = nc.Close()
+	}()
+	ps := sse.NewParser(bufio.NewReaderSize(body, parserBufSize))
+	ps.LastEventID = s.lastID
+	defer func() { s.lastID = ps.LastEventID }()
+	for {
+		ev, err := ps.Next()
+		if err != nil {
+			return readReason(err)
+		}
+		if ev.Retry >= 0 {
+			s.retryHint(ev.Retry)
+		}
+		s.c.comments += int64(ev.Comments)
+		switch {
+		case !ev.Dispatch:
+			if ev.HasID {
+				s.c.idOnly++
+			}
+		case ev.Type == "message":
+			s.event(ev.Data)
+		case ev.Type == "reset":
+			s.c.resets++
+		default:
+			s.c.otherEvents++
+		}
+	}
+}
+
+func (s *stream) retryHint(ms int64) {
+	if s.c.retryHints == 0 || ms < s.c.retryMinMs {
+		s.c.retryMinMs = ms
+	}
+	s.c.retryMaxMs = max(s.c.retryMaxMs, ms)
+	s.c.retryHints++
+	s.retry = time.Duration(min(ms, int64(time.Hour/time.Millisecond))) * time.Millisecond
+}
+
+// event handles one message event: latency, then sequence.
+func (s *stream) event(data string) {
+	now := time.Now().UnixNano()
+	s.c.events++
+	pl, ok := ParsePayload(data)
+	if !ok {
+		s.c.badPayload++
+		return
+	}
+	if pl.Topic != s.topic {
+		s.c.foreign++
+		return
+	}
+	p := s.pool
+	s.c.delivered++
+	p.delivered.Add(1)
+	p.lat.record(s.key, time.Duration(now-pl.SentNs))
+	if s.seq.Unique == 0 && s.seq.Duplicates == 0 && !s.onTime {
+		s.seq = NewSeqChecker(pl.Seq) // a late stream starts where it joined
+	}
+	if v := s.seq.Observe(pl.Seq); s.onTime && (v == InOrder || v == Gap || v == Reordered) {
+		p.onTimeUniq.Add(1)
+	}
+}
+
+// fold adds the stream's counters to the pool's.
+func (s *stream) fold() {
+	s.c.unique = s.seq.Unique
+	s.c.duplicates = s.seq.Duplicates
+	s.c.reordered = s.seq.Reordered
+	s.c.gaps = s.seq.Gaps
+	s.c.missing = s.seq.Missing()
+	p := s.pool
+	p.mu.Lock()
+	p.totals.add(&s.c)
+	if s.onTime {
+		p.topicUnique[s.topicIdx] += s.seq.Unique
+	}
+	p.mu.Unlock()
+}
+
+// fill writes the pool's figures into r. Call it after Run returned.
+func (p *Pool) fill(r *Report) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t := &p.totals
+	r.Connect = ConnectStats{
+		Attempts: t.attempts, OK: t.connectOK, Failed: t.connectFail,
+		FailReasons: t.failReasons.toMap(),
+		Established: t.established, Late: t.late, Reconnects: t.reconnects,
+		TimeToFirstByte: p.ttfb, TimeToHeaders: p.tth,
+	}
+	for code, n := range t.httpStatus {
+		if r.Connect.HTTPStatus == nil {
+			r.Connect.HTTPStatus = make(map[string]int64)
+		}
+		r.Connect.HTTPStatus[strconv.Itoa(code)] += n
+	}
+	r.Streams = StreamStats{
+		AliveAtEnd: t.aliveAtEnd, Drops: t.drops.toMap(),
+		Resets: t.resets, OtherEvents: t.otherEvents, Comments: t.comments, IDOnly: t.idOnly,
+		RetryHints: t.retryHints, RetryMinMs: t.retryMinMs, RetryMaxMs: t.retryMaxMs,
+	}
+	r.Delivery = DeliveryStats{
+		Events: t.events, Delivered: t.delivered, BadPayload: t.badPayload, Foreign: t.foreign,
+		Unique: t.unique, Duplicates: t.duplicates, Reordered: t.reordered, Gaps: t.gaps, Missing: t.missing,
+	}
+	r.Latency = p.lat.merged()
+	r.TopicSubs = append([]int64(nil), p.topicSubs...)
+	r.TopicUnique = append([]int64(nil), p.topicUnique...)
+}
+
+// progress is one line of live figures.
+func (p *Pool) progress(elapsed time.Duration, lastDelivered int64, every time.Duration) (string, int64) {
+	d := p.delivered.Load()
+	rate := float64(d-lastDelivered) / every.Seconds()
+	return fmt.Sprintf("t=%s streams=%d/%d established=%d delivered=%d (%.0f/s) p99=%s",
+		elapsed.Round(time.Second), p.connected.Load(), p.cfg.Subs, p.established.Load(),
+		d, rate, fmtDur(p.lat.merged().Quantile(0.99))), d
+}
