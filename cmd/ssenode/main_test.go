@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestParseFlagsAndEnv(t *testing.T) {
+	o, err := parse([]string{"-http-addr", "127.0.0.1:1", "-partitions", "8"},
+		env(map[string]string{"HTTP_ADDR": "ignored:2", "REDIS_URL": "redis://x:1/0", "HEARTBEAT": "3s", "NODE_ID": "n1"}), new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.httpAddr != "127.0.0.1:1" {
+		t.Errorf("flag must win over env: http addr %q", o.httpAddr)
+	}
+	if o.redisURL != "redis://x:1/0" || o.heartbeat != 3*time.Second || o.nodeID != "n1" || o.partitions != 8 {
+		t.Errorf("env not applied: %+v", o)
+	}
+	o, err = parse(nil, env(nil), new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.httpAddr != ":8080" || o.adminAddr != ":9090" || o.redisURL != "" || o.nodeID == "" {
+		t.Errorf("defaults: %+v", o)
+	}
+}
+
+func TestParseBadInput(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"unknown flag", []string{"-nope"}, nil, "flag provided but not defined"},
+		{"bad int flag", []string{"-partitions", "x"}, nil, "invalid value"},
+		{"bad duration env", nil, map[string]string{"HEARTBEAT": "soon"}, "environment HEARTBEAT"},
+		{"bad int env", nil, map[string]string{"MAX_TOPICS": "many"}, "environment MAX_TOPICS"},
+		{"positional", []string{"extra"}, nil, "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parse(tt.args, env(tt.env), new(bytes.Buffer))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("parse = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := parse([]string{"-h"}, env(nil), new(bytes.Buffer)); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"log level", map[string]string{"LOG_LEVEL": "loud"}, "log level"},
+		{"node id", map[string]string{"NODE_ID": "bad id"}, "node id"},
+		{"partitions", map[string]string{"PARTITIONS": "100000"}, "Partitions"},
+		{"redis url", map[string]string{"REDIS_URL": "http://nope"}, "redis url"},
+		{"retry range", map[string]string{"RETRY_MIN": "5s", "RETRY_MAX": "1s"}, "retry range"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := run(context.Background(), []string{"-http-addr", "127.0.0.1:0"}, env(tt.env), new(bytes.Buffer))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("run = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// safeBuffer is a bytes.Buffer for a writer goroutine and a reader.
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The README's run command: with no REDIS_URL the node runs standalone on
+// the in-memory broker, says so in its log, serves, and stops on signal.
+func TestRunStandalone(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs safeBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-http-addr", "127.0.0.1:0"}, env(nil), &logs) }()
+	listening := regexp.MustCompile(`"msg":"node listening".*"addr":"([^"]+)"`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := listening.FindStringSubmatch(logs.String()); m != nil {
+			resp, err := http.Get("http://" + m[1] + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("node not ready; logs:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if !strings.Contains(logs.String(), `"mode":"standalone, in-memory broker`) {
+		t.Fatalf("the log does not say standalone in-memory mode:\n%s", logs.String())
+	}
+}
