@@ -24,10 +24,10 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/ssecluster/ssecluster/internal/flagenv"
 	"github.com/ssecluster/ssecluster/loadtest"
 )
 
@@ -91,21 +91,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	set := make(map[string]bool)
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || f.Name == "worker" {
-			return
-		}
-		env := "SSELOAD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(env); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("environment %s: %w", env, err))
-			}
-		}
-	})
-	if err := errors.Join(errs...); err != nil {
+	if err := flagenv.Apply(fs, "SSELOAD_", getenv, "worker"); err != nil {
 		return nil, err
 	}
 	addrs, err := loadtest.LoopbackAddrs(o.sourceIPs)

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ssecluster/ssecluster/internal/flagenv"
 	"github.com/ssecluster/ssecluster/node"
 	"github.com/ssecluster/ssecluster/pubsub"
 )
@@ -79,21 +80,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	set := make(map[string]bool)
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
-			return
-		}
-		env := strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(env); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("environment %s: %w", env, err))
-			}
-		}
-	})
-	if err := errors.Join(errs...); err != nil {
+	if err := flagenv.Apply(fs, "", getenv); err != nil {
 		return nil, err
 	}
 	if o.nodeID == "" {
