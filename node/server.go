@@ -231,5 +231,10 @@ func (s *Server) ready(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return s.broker.Ping(ctx)
+	if err := s.broker.Ping(ctx); err != nil {
+		// Not echoed: /readyz is public and the cause names Redis's address.
+		s.log.Debug("not ready", "err", err)
+		return errors.New("broker unreachable")
+	}
+	return nil
 }
