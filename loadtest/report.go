@@ -136,13 +136,7 @@ func (r *Report) Merge(o *Report) {
 	s.OtherEvents += os.OtherEvents
 	s.Comments += os.Comments
 	s.IDOnly += os.IDOnly
-	if os.RetryHints > 0 {
-		if s.RetryHints == 0 || os.RetryMinMs < s.RetryMinMs {
-			s.RetryMinMs = os.RetryMinMs
-		}
-		s.RetryMaxMs = max(s.RetryMaxMs, os.RetryMaxMs)
-	}
-	s.RetryHints += os.RetryHints
+	mergeRange(&s.RetryHints, &s.RetryMinMs, &s.RetryMaxMs, os.RetryHints, os.RetryMinMs, os.RetryMaxMs)
 
 	d, od := &r.Delivery, &o.Delivery
 	d.Events += od.Events

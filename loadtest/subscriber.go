@@ -104,13 +104,22 @@ func (c *streamCounters) add(o *streamCounters) {
 	c.otherEvents += o.otherEvents
 	c.comments += o.comments
 	c.idOnly += o.idOnly
-	if o.retryHints > 0 {
-		if c.retryHints == 0 || o.retryMinMs < c.retryMinMs {
-			c.retryMinMs = o.retryMinMs
-		}
-		c.retryMaxMs = max(c.retryMaxMs, o.retryMaxMs)
+	mergeRange(&c.retryHints, &c.retryMinMs, &c.retryMaxMs, o.retryHints, o.retryMinMs, o.retryMaxMs)
+}
+
+// mergeRange adds n observations spanning [lo, hi] to a count and its
+// range; a range with count 0 is empty, whatever its bounds hold.
+func mergeRange(count, low, high *int64, n, lo, hi int64) {
+	if n == 0 {
+		return
 	}
-	c.retryHints += o.retryHints
+	if *count == 0 || lo < *low {
+		*low = lo
+	}
+	if *count == 0 || hi > *high {
+		*high = hi
+	}
+	*count += n
 }
 
 // NewPool checks cfg and returns a pool for its streams.
@@ -400,11 +409,7 @@ func (s *stream) read(ctx context.Context, nc net.Conn, body io.Reader) Reason {
 }
 
 func (s *stream) retryHint(ms int64) {
-	if s.c.retryHints == 0 || ms < s.c.retryMinMs {
-		s.c.retryMinMs = ms
-	}
-	s.c.retryMaxMs = max(s.c.retryMaxMs, ms)
-	s.c.retryHints++
+	mergeRange(&s.c.retryHints, &s.c.retryMinMs, &s.c.retryMaxMs, 1, ms, ms)
 	s.retry = time.Duration(min(ms, int64(time.Hour/time.Millisecond))) * time.Millisecond
 }
 

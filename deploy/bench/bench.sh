@@ -166,12 +166,7 @@ idle() {
 		-source-ips 2 -progress 0 -ready-file "$OUT/$name.ready" -json "$OUT/$name.json" >"$OUT/$name.txt" &
 	local load=$!
 	PIDS+=("$load")
-	local i
-	for i in $(seq 1 600); do
-		[[ -s "$OUT/$name.ready" ]] && break
-		sleep 0.1
-	done
-	[[ -s "$OUT/$name.ready" ]] || { log "$name: streams not up in 60 s"; return 1; }
+	wait_ready "$name" || return 1
 	sleep "$SETTLE"
 	local with up
 	with=$(rss_kib "$NODE_PID")
@@ -183,6 +178,18 @@ idle() {
 		"$name" "$mode" "$up" "$alive" "$base" "$with" "$(echo "($with - $base) / $up" | bc -l)" | tee -a "$OUT/summary.txt"
 	echo "$name $up $base $with" >>"$OUT/idle.dat"
 	cleanup
+}
+
+# wait_ready NAME: wait up to 60 s for sseload's ready file (every stream
+# made its first attempt).
+wait_ready() {
+	local i
+	for i in $(seq 1 600); do
+		[[ -s "$OUT/$1.ready" ]] && return 0
+		sleep 0.1
+	done
+	log "$1: streams not up in 60 s"
+	return 1
 }
 
 # load NAME SSELOAD-ARGS...: a publishing scenario on a Redis-backed node.
@@ -198,12 +205,7 @@ load() {
 		-json "$OUT/$name.json" >"$OUT/$name.txt" 2>"$OUT/$name.progress" &
 	local load=$!
 	PIDS+=("$load")
-	local i
-	for i in $(seq 1 600); do
-		[[ -s "$OUT/$name.ready" ]] && break
-		sleep 0.1
-	done
-	[[ -s "$OUT/$name.ready" ]] || { log "$name: streams not up in 60 s"; return 1; }
+	wait_ready "$name" || return 1
 	# CPU from "all streams up" to the end: warmup, publishing, drain.
 	local n0 r0 rss0 ri0 ri1 t0
 	t0=$(date +%s.%N)
