@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -15,12 +16,29 @@ import (
 // with only URL set opens one stream and publishes nothing useful; set at
 // least Subs and Rate (or Idle). Run applies the defaults.
 type Config struct {
+	// Scenario names the preset the run came from (see Scenario); it is
+	// only reported.
+	Scenario string `json:"scenario,omitempty"`
 	// URL is the target's base URL, "http://host:port" (a path prefix is
 	// kept); required. Streams GET URL/v1/events, the publisher POSTs
 	// URL/v1/publish.
 	URL string `json:"url"`
 	// PublishToken, when set, is sent as "Authorization: Bearer <token>".
 	PublishToken string `json:"-"`
+
+	// Generic targets (any SSE server, not only ssecluster). EventsURL is
+	// the stream URL with "{topic}" where the topic goes (query-escaped),
+	// e.g. "http://127.0.0.1:3000/sse?channel={topic}"; default
+	// URL + "/v1/events?topic={topic}". PublishURL, when set, is POSTed one
+	// event per request with PublishBody as the body, in which "{topic}"
+	// is replaced by the topic, "{payload}" by the payload JSON object and
+	// "{payload_str}" by the same as a JSON string; default body
+	// "{payload}"; any 2xx answer counts as confirmed. The target must
+	// deliver the payload in the event's data, as is, as a JSON string, or
+	// embedded in a larger JSON document.
+	EventsURL   string `json:"events_url,omitempty"`
+	PublishURL  string `json:"publish_url,omitempty"`
+	PublishBody string `json:"publish_body,omitempty"`
 
 	// Subs is how many streams to hold (all worker processes together);
 	// default 1.
@@ -74,6 +92,10 @@ type Config struct {
 	// still in flight; default 3 s. A single process stops earlier once
 	// every expected delivery arrived.
 	Drain time.Duration `json:"drain"`
+	// Burst publishes in bursts: Burst events fall due at the same moment,
+	// every Burst/Rate seconds (the mean rate stays Rate). 0 or 1: evenly
+	// spaced.
+	Burst int `json:"burst,omitempty"`
 	// Batch is the most events in one POST /v1/publish; default 1. Events
 	// are batched only when they are due at the same time (the publisher is
 	// behind), never held back to fill a batch.
@@ -87,6 +109,16 @@ type Config struct {
 	// 0 or 1: in this process.
 	Workers int `json:"workers,omitempty"`
 
+	// The parent process only (worker processes never see these):
+	// NodePIDs are processes of the target on this machine whose memory
+	// and CPU are sampled (Report.Nodes); AdminURL and AdminToken read an
+	// ssecluster admin API at the start and the end (Report.Admin); Storm
+	// is the fault a storm run injects (Report.Storm).
+	NodePIDs   []int  `json:"-"`
+	AdminURL   string `json:"-"`
+	AdminToken string `json:"-"`
+	Storm      Storm  `json:"-"`
+
 	// OnReady, when set, is called once every stream has made its first
 	// connection attempt, with the number established (before Warmup).
 	OnReady func(established int64) `json:"-"`
@@ -94,6 +126,9 @@ type Config struct {
 	// while the run lasts.
 	Progress      func(line string) `json:"-"`
 	ProgressEvery time.Duration     `json:"-"`
+	// SampleEvery is the period of Report.Timeline (whole multiples of it
+	// in Unix time, so worker processes line up); default 1 s.
+	SampleEvery time.Duration `json:"sample_every,omitempty"`
 	// Logger; default slog.Default().
 	Logger *slog.Logger `json:"-"`
 }
@@ -146,6 +181,9 @@ func (c Config) withDefaults() Config {
 	if c.ProgressEvery == 0 {
 		c.ProgressEvery = 5 * time.Second
 	}
+	if c.SampleEvery == 0 {
+		c.SampleEvery = DefaultSampleEvery
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -160,15 +198,29 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("loadtest: "+format, args...))
 		}
 	}
-	u, err := url.Parse(c.URL)
-	check(err != nil || u.Scheme != "http" || u.Host == "" || u.RawQuery != "",
-		"url %q must be http://host:port (https is not supported yet)", c.URL)
+	check(!validBaseURL(c.URL, false), "target %q must be http://host[:port][/path] (https is not supported)", c.URL)
+	if c.EventsURL != "" {
+		check(!validBaseURL(c.EventsURL, true), "events url %q must be an http:// URL", c.EventsURL)
+		check(strings.Count(c.EventsURL, "{topic}") > 1, "events url %q has more than one {topic}", c.EventsURL)
+		check(!strings.Contains(c.EventsURL, "{topic}") && c.Topics > 1, "events url %q has no {topic}, so it cannot carry %d topics", c.EventsURL, c.Topics)
+	}
+	check(c.PublishURL != "" && !validBaseURL(c.PublishURL, true), "publish url %q must be an http:// URL", c.PublishURL)
+	check(c.PublishURL == "" && c.PublishBody != "", "a publish body template needs a publish url")
+	check(c.PublishURL != "" && c.Batch > 1, "a generic publish url takes one event per request (batch 1)")
+	check(c.Burst < 0 || c.Burst > 1_000_000, "burst %d out of range 0..1000000", c.Burst)
+	check(c.AdminURL != "" && !validBaseURL(c.AdminURL, false), "admin url %q must be http://host[:port]", c.AdminURL)
+	for _, pid := range c.NodePIDs {
+		check(pid <= 1, "node pid %d is not a process of the target", pid)
+	}
+	if err := c.Storm.validate(c); err != nil {
+		errs = append(errs, err)
+	}
 	check(c.Subs < 0, "subs %d is negative", c.Subs)
 	check(c.First < 0, "first %d is negative", c.First)
 	check(c.Topics < 1, "topics %d must be positive", c.Topics)
 	check(!validTopicPrefix(c.TopicPrefix), "topic prefix %q must be 1..180 characters of [A-Za-z0-9._:@/-] starting with a letter or digit", c.TopicPrefix)
 	check(c.Ramp < 0, "ramp %g is negative", c.Ramp)
-	check(c.DefaultRetry < 0 || c.DialTimeout < 0 || c.HeadTimeout < 0 || c.Drain < 0 || c.Warmup < 0,
+	check(c.DefaultRetry < 0 || c.DialTimeout < 0 || c.HeadTimeout < 0 || c.Drain < 0 || c.Warmup < 0 || c.SampleEvery < 0,
 		"durations must not be negative")
 	check(c.Duration < 0, "duration %s is negative", c.Duration)
 	if c.Idle {
@@ -188,6 +240,14 @@ func (c Config) Validate() error {
 		check(len(c.SourceAddrs) < c.Workers, "%d source addresses cannot be split over %d workers", len(c.SourceAddrs), c.Workers)
 	}
 	return errors.Join(errs...)
+}
+
+// validBaseURL reports whether s is an absolute http URL with a host and no
+// fragment (and no query unless query is allowed).
+func validBaseURL(s string, query bool) bool {
+	u, err := url.Parse(strings.ReplaceAll(s, "{topic}", "t"))
+	return err == nil && u.Scheme == "http" && u.Host != "" && u.Fragment == "" && u.User == nil &&
+		(query || u.RawQuery == "")
 }
 
 // Topic returns the name of topic i of the run.

@@ -20,14 +20,17 @@
 //     gaps, duplicates and reordering (SeqChecker) on its own.
 //   - Report holds the figures: HDR latency histograms (Histogram),
 //     deliveries against expected deliveries (confirmed events times the
-//     streams subscribed to their topic), loss, survival. Reports of worker
-//     processes merge exactly (RunWorkers, RunWorker).
+//     streams subscribed to their topic), loss, survival, and a timeline
+//     sampled every Config.SampleEvery on whole Unix seconds (Sample).
+//     Reports of worker processes merge exactly (RunWorkers, RunWorker).
+//     WriteText, JSON and WriteHTML (one self-contained page with SVG
+//     charts) present them.
 //
 // # What it does not do
 //
 // No HTTPS or HTTP/2, no generic (non-ssecluster) publish target, no storm
-// scenario, no admin API figures, no HTML report: see issue 3. It never
-// targets anything but the URL it is given; keep that on loopback.
+// scenario, no admin API figures: see issue 3. It never targets anything
+// but the URL it is given; keep that on loopback.
 //
 // Every loop is bounded: the ramp by Config.Subs, the publisher by Count or
 // Duration, each run as a whole by a time bound derived from its Config
@@ -40,12 +43,14 @@
 //	first-attempt watcher     Pool.Run        every stream made its first attempt     Pool.Run
 //	publisher connection (K)  Publisher.Run   its channel closed by the scheduler     Publisher.Run
 //	pool / progress           Run             Run's inner ctx, cancelled after drain  Run
+//	timeline sampler          Run*            the pool's ctx (RunWorkers: progress's) Run*, then reads its samples
 //	worker process reader     RunWorkers      the worker process exits                RunWorkers (stopAll)
 //	worker stdin watcher      RunWorker       stdin EOF (the parent closes it)        not waited: the process exits
 //
-// The publisher's scheduler runs in Publisher.Run itself, the ramp in
-// Pool.Run itself. A stream's counters are owned by its goroutine and added
-// to the pool's under Pool.mu when it ends; live figures (delivered,
-// connected) are atomics; latency goes to a histogram sharded over 32
-// locks.
+// Run* is Run, RunWorker and RunWorkers (the publishing parent's own
+// sampler). The publisher's scheduler runs in Publisher.Run itself, the
+// ramp in Pool.Run itself. A stream's counters are owned by its goroutine
+// and added to the pool's under Pool.mu when it ends; live figures
+// (delivered, connected) are atomics; latency goes to a histogram sharded
+// over 32 locks.
 package loadtest

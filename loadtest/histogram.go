@@ -79,6 +79,47 @@ func (h *Histogram) Mean() time.Duration {
 	return time.Duration(h.h.Mean() * float64(time.Microsecond))
 }
 
+// Percentile is one point of a distribution: Quantile (0..1) of the
+// recorded values are at or below Value.
+type Percentile struct {
+	Quantile float64
+	Value    time.Duration
+}
+
+// Percentiles returns the distribution as HdrHistogram's percentile output
+// (.hgrm files) does: ticksPerHalf points (at least 1) each time the
+// distance to 100% halves, so the tail (99%, 99.9%, ...) is drawn as finely
+// as the body. Quantiles ascend from 0 (the smallest value) to 1 (the
+// largest). Nil when the histogram is empty.
+func (h *Histogram) Percentiles(ticksPerHalf int) []Percentile {
+	if h.h.TotalCount() == 0 {
+		return nil
+	}
+	brackets := h.h.CumulativeDistributionWithTicks(int32(max(ticksPerHalf, 1)))
+	out := make([]Percentile, len(brackets))
+	for i, b := range brackets {
+		out[i] = Percentile{Quantile: b.Quantile / 100, Value: time.Duration(b.ValueAt) * time.Microsecond}
+	}
+	return out
+}
+
+// Since returns the values recorded in h after it held what prev holds: h's
+// counts minus prev's, bucket by bucket. prev is an earlier copy of h (a
+// histogram that is only recorded to never loses a value); a bucket where
+// prev holds more than h counts as empty. A nil prev is an empty one. It is
+// how the timeline gets one interval's latencies from two snapshots of the
+// run's histogram.
+func (h *Histogram) Since(prev *Histogram) *Histogram {
+	s := h.h.Export() // a copy of the counts
+	if prev != nil && prev.h != nil && prev.h.TotalCount() > 0 {
+		p := prev.h.Export()
+		for i := range min(len(s.Counts), len(p.Counts)) {
+			s.Counts[i] = max(s.Counts[i]-p.Counts[i], 0)
+		}
+	}
+	return &Histogram{h: hdrhistogram.Import(s)}
+}
+
 // histJSON is the wire form of a Histogram. The figures are for people and
 // scripts; hdr is what Merge uses.
 type histJSON struct {

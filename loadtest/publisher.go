@@ -3,6 +3,8 @@ package loadtest
 import (
 	"bytes"
 	"context"
+	cryptorand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -25,6 +27,8 @@ type Publisher struct {
 	transport *http.Transport
 	client    *http.Client
 
+	generic   bool     // a generic target: one event per request, body from the template, any 2xx
+	runID     string   // prefix of the idempotency keys: unique per run, so runs never collide
 	names     []string // topic names by index
 	published []int64  // confirmed events per topic; topic t is written only by its worker
 	confirmed atomic.Int64
@@ -54,10 +58,19 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 	for i := range names {
 		names[i] = cfg.Topic(i)
 	}
+	target := strings.TrimSuffix(cfg.URL, "/") + "/v1/publish"
+	if cfg.PublishURL != "" {
+		target = cfg.PublishURL
+		if cfg.PublishBody == "" {
+			cfg.PublishBody = "{payload}"
+		}
+	}
 	return &Publisher{
 		cfg:       cfg,
 		names:     names,
-		url:       strings.TrimSuffix(cfg.URL, "/") + "/v1/publish",
+		generic:   cfg.PublishURL != "",
+		runID:     newRunID(),
+		url:       target,
 		transport: tr,
 		client:    &http.Client{Transport: tr, Timeout: cfg.HeadTimeout},
 		published: make([]int64, cfg.Topics),
@@ -79,6 +92,16 @@ type pubItem struct {
 	due   time.Time
 }
 
+// dueOffset is when event k (from 0) falls due, from the start: every
+// interval, or in bursts of burst events that fall due together at the time
+// of their first event.
+func dueOffset(k int64, burst int, interval float64) time.Duration {
+	if burst > 1 {
+		k -= k % int64(burst)
+	}
+	return time.Duration(float64(k) * interval)
+}
+
 // pubWorker is the state of one publishing connection.
 type pubWorker struct {
 	req     *Histogram
@@ -86,6 +109,7 @@ type pubWorker struct {
 	reqs    int64
 	ok      int64
 	failed  int64
+	retried int64 // events sent again after an unknown or transient outcome
 	lag     time.Duration
 	body    []byte
 	answer  bytes.Buffer
@@ -119,7 +143,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	var k int64
 schedule:
 	for ; p.cfg.Count == 0 || k < p.cfg.Count; k++ {
-		off := time.Duration(float64(k) * interval)
+		off := dueOffset(k, p.cfg.Burst, interval)
 		if p.cfg.Duration > 0 && off >= p.cfg.Duration {
 			break
 		}
@@ -149,6 +173,7 @@ schedule:
 		res.Requests += w.reqs
 		res.Published += w.ok
 		res.Failed += w.failed
+		res.Retried += w.retried
 		res.Request.Merge(w.req)
 		res.MaxLagMs = max(res.MaxLagMs, float64(w.lag)/float64(time.Millisecond))
 		for e, n := range w.errs {
@@ -193,6 +218,12 @@ func (p *Publisher) post(ctx context.Context, batch []pubItem, w *pubWorker) {
 	now := time.Now()
 	w.lag = max(w.lag, now.Sub(batch[0].due))
 	sent := now.UnixNano()
+	if p.generic {
+		for _, it := range batch { // Validate keeps generic batches at 1
+			p.postGeneric(ctx, it, sent, w)
+		}
+		return
+	}
 	b := append(w.body[:0], '[')
 	for i, it := range batch {
 		if i > 0 {
@@ -201,18 +232,100 @@ func (p *Publisher) post(ctx context.Context, batch []pubItem, w *pubWorker) {
 		topic := p.names[it.topic]
 		b = append(b, `{"topic":"`...)
 		b = append(b, topic...)
+		b = append(b, `","idempotency_key":"`...)
+		b = append(b, p.runID...)
+		b = append(b, '-')
+		b = strconv.AppendInt(b, it.seq, 10)
 		b = append(b, `","data":`...)
 		b = AppendPayload(b, topic, it.seq, sent)
 		b = append(b, '}')
 	}
 	b = append(b, ']')
 	w.body = b
+	// An answer that never came may hide a stored batch (a node died
+	// after storing it): the same bytes are sent again, and the
+	// idempotency keys make the target store each event once.
+	for attempt := 0; ; attempt++ {
+		reason, retryable := p.postOnce(ctx, b, len(batch), w)
+		if reason == "" {
+			for _, it := range batch {
+				p.published[it.topic]++
+			}
+			w.ok += int64(len(batch))
+			p.confirmed.Add(int64(len(batch)))
+			return
+		}
+		w.errs[reason]++
+		if !retryable || attempt+1 >= publishAttempts || !sleepUntil(ctx, time.Now().Add(publishBackoff<<attempt)) {
+			w.failed += int64(len(batch))
+			return
+		}
+		w.retried += int64(len(batch))
+	}
+}
+
+// Publish retries: attempts per batch and the first backoff (doubling).
+const (
+	publishAttempts = 6
+	publishBackoff  = 100 * time.Millisecond
+)
+
+// postOnce sends one publish request. It returns "" when the target
+// confirmed every event, else why not and whether the outcome is unknown
+// or transient (worth sending again).
+func (p *Publisher) postOnce(ctx context.Context, body []byte, n int, w *pubWorker) (reason string, retryable bool) {
+	start := time.Now()
+	w.reqs++
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	if err != nil {
+		return "bad_request", false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if p.cfg.PublishToken != "" {
+		req.Header.Set("Authorization", "Bearer "+p.cfg.PublishToken)
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		if isTimeout(err) {
+			return "timeout", true
+		}
+		return "conn_error", true
+	}
+	w.answer.Reset()
+	_, err = w.answer.ReadFrom(io.LimitReader(resp.Body, 1<<20))
+	_ = resp.Body.Close()
+	w.req.Record(time.Since(start))
+	if err != nil {
+		return "conn_error", true
+	}
+	if resp.StatusCode != http.StatusOK {
+		// 502, 503 and 504 (a load balancer without a live node, a node
+		// without its broker, an unconfirmed write) are worth another try.
+		code := resp.StatusCode
+		return "http_" + strconv.Itoa(code), code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout
+	}
+	w.idsResp.IDs = w.idsResp.IDs[:0]
+	if err := json.Unmarshal(w.answer.Bytes(), &w.idsResp); err != nil || len(w.idsResp.IDs) != n {
+		return "bad_answer", false
+	}
+	return "", false
+}
+
+// postGeneric sends one event to a generic target: the body template with
+// the topic and payload put in; any 2xx answer confirms it.
+func (p *Publisher) postGeneric(ctx context.Context, it pubItem, sent int64, w *pubWorker) {
+	start := time.Now()
+	topic := p.names[it.topic]
+	payload := AppendPayload(nil, topic, it.seq, sent)
+	quoted, _ := json.Marshal(string(payload)) // a string always marshals
+	body := strings.NewReplacer("{topic}", topic, "{payload}", string(payload), "{payload_str}", string(quoted)).
+		Replace(p.cfg.PublishBody)
 	w.reqs++
 	fail := func(reason string) {
 		w.errs[reason]++
-		w.failed += int64(len(batch))
+		w.failed++
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, strings.NewReader(body))
 	if err != nil {
 		fail("bad_request")
 		return
@@ -230,26 +343,24 @@ func (p *Publisher) post(ctx context.Context, batch []pubItem, w *pubWorker) {
 		}
 		return
 	}
-	w.answer.Reset()
-	_, err = w.answer.ReadFrom(io.LimitReader(resp.Body, 1<<20))
+	_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	_ = resp.Body.Close()
-	w.req.Record(time.Since(now))
-	if err != nil {
+	w.req.Record(time.Since(start))
+	switch {
+	case err != nil:
 		fail("conn_error")
-		return
-	}
-	if resp.StatusCode != http.StatusOK {
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		fail("http_" + strconv.Itoa(resp.StatusCode))
-		return
-	}
-	w.idsResp.IDs = w.idsResp.IDs[:0]
-	if err := json.Unmarshal(w.answer.Bytes(), &w.idsResp); err != nil || len(w.idsResp.IDs) != len(batch) {
-		fail("bad_answer")
-		return
-	}
-	for _, it := range batch {
+	default:
 		p.published[it.topic]++
+		w.ok++
+		p.confirmed.Add(1)
 	}
-	w.ok += int64(len(batch))
-	p.confirmed.Add(int64(len(batch)))
+}
+
+// newRunID returns a random run id for idempotency keys ([0-9a-f]{16}).
+func newRunID() string {
+	var b [8]byte
+	_, _ = cryptorand.Read(b[:]) // never fails (crypto/rand.Read panics instead)
+	return hex.EncodeToString(b[:])
 }

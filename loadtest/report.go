@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -13,6 +14,9 @@ import (
 // sent, and the figures derived from both. Reports of worker processes
 // merge into one (Merge): counts add up, histograms merge.
 type Report struct {
+	// Scenario is the preset the run came from (capacity, fanout, topics,
+	// storm) or "run" for one set by hand.
+	Scenario  string    `json:"scenario,omitempty"`
 	Target    string    `json:"target"`
 	Mode      string    `json:"mode"` // "publish" or "idle"
 	Subs      int       `json:"subs"`
@@ -27,12 +31,24 @@ type Report struct {
 	Connect  ConnectStats  `json:"connect"`
 	Streams  StreamStats   `json:"streams"`
 	Delivery DeliveryStats `json:"delivery"`
+	// Reconnects is what reconnecting streams (Config.Reconnect) did.
+	Reconnects ReconnectStats `json:"reconnects"`
+	// Storm is the fault injected during a storm run; nil otherwise.
+	Storm *StormStats `json:"storm,omitempty"`
+	// Nodes is what the target's processes (Config.NodePIDs) used; nil
+	// when none were given.
+	Nodes *NodeStats `json:"nodes,omitempty"`
+	// Admin is what the target's admin API (Config.AdminURL) reported at
+	// the start and the end; nil when not asked.
+	Admin *AdminStats `json:"admin,omitempty"`
 	// Latency is end to end per delivered event: receive time minus the
 	// send time the publisher embedded (the moment its request was built).
 	Latency *Histogram    `json:"latency"`
 	Publish *PublishStats `json:"publish,omitempty"`
 	// Self is what the load generator itself used.
 	Self ProcessStats `json:"self"`
+	// Timeline is the run sampled every Config.SampleEvery (see Sample).
+	Timeline []Sample `json:"timeline,omitempty"`
 
 	// Per topic, between a worker and its parent only: on-time streams and
 	// the distinct events they received.
@@ -52,6 +68,9 @@ type ConnectStats struct {
 	Established int64 `json:"established"`
 	Late        int64 `json:"late"`
 	Reconnects  int64 `json:"reconnects"`
+	// PeakAttemptsPerSec is the highest connect rate between two timeline
+	// samples (first connects and reconnects): the wave the target took.
+	PeakAttemptsPerSec float64 `json:"peak_attempts_per_sec"`
 	// From the start of the dial to the first response byte, and to the
 	// end of the response head.
 	TimeToFirstByte *Histogram `json:"time_to_first_byte"`
@@ -104,7 +123,8 @@ type PublishStats struct {
 	Topics     int              `json:"topics"`
 	Events     int64            `json:"events"`    // scheduled
 	Published  int64            `json:"published"` // confirmed by the target
-	Failed     int64            `json:"failed"`
+	Failed     int64            `json:"failed"`  // never confirmed, after every retry
+	Retried    int64            `json:"retried"` // events sent again (same idempotency keys) after an unknown outcome
 	Requests   int64            `json:"requests"`
 	Errors     map[string]int64 `json:"errors,omitempty"`
 	DurationS  float64          `json:"duration_s"`
@@ -149,8 +169,10 @@ func (r *Report) Merge(o *Report) {
 	d.BadPayload += od.BadPayload
 	d.Foreign += od.Foreign
 
+	r.Reconnects.merge(&o.Reconnects)
 	r.Latency = mergeHist(r.Latency, o.Latency)
 	r.Self.add(o.Self)
+	r.mergeTimeline(o)
 	r.TopicSubs = addSlices(r.TopicSubs, o.TopicSubs)
 	r.TopicUnique = addSlices(r.TopicUnique, o.TopicUnique)
 }
@@ -196,6 +218,8 @@ func (r *Report) finalize(pub *PublishStats) {
 	if r.Connect.TimeToHeaders == nil {
 		r.Connect.TimeToHeaders = NewHistogram()
 	}
+	r.Reconnects.merge(&ReconnectStats{}) // no nil histograms
+	r.Storm.waveFigures(&r.Reconnects)
 	if r.Connect.Established > 0 {
 		r.Streams.Survival = float64(r.Streams.AliveAtEnd) / float64(r.Connect.Established)
 	}
@@ -221,21 +245,22 @@ func (r *Report) finalize(pub *PublishStats) {
 		}
 	}
 	r.TopicSubs, r.TopicUnique = nil, nil
+	r.finalizeTimeline()
 }
 
 // WriteText writes the report as a table for people.
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	f := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	f("sseload %s: target %s, %d streams on %d topic(s)", r.Mode, r.Target, r.Subs, r.Topics)
+	f("sseload %s (%s): target %s, %d streams on %d topic(s)", cmp.Or(r.Scenario, "run"), r.Mode, r.Target, r.Subs, r.Topics)
 	if r.Mode == "publish" {
 		f(", %g events/s, batch %d", r.Rate, r.Batch)
 	}
 	f(", %d worker process(es), reconnect %v, elapsed %.1f s\n", max(r.Workers, 1), r.Reconnect, r.ElapsedS)
 
 	c := &r.Connect
-	f("\nconnect    attempts %d  ok %d  failed %d  established %d  late %d  reconnects %d\n",
-		c.Attempts, c.OK, c.Failed, c.Established, c.Late, c.Reconnects)
+	f("\nconnect    attempts %d  ok %d  failed %d  established %d  late %d  reconnects %d  peak %.0f attempts/s\n",
+		c.Attempts, c.OK, c.Failed, c.Established, c.Late, c.Reconnects, c.PeakAttemptsPerSec)
 	if len(c.FailReasons) > 0 {
 		f("           failures: %s\n", fmtCounts(c.FailReasons))
 	}
@@ -258,8 +283,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	f("\n")
 
 	if p := r.Publish; p != nil {
-		f("publish    scheduled %d  confirmed %d  failed %d  requests %d  %.1f events/s over %.1f s  max lag %.1f ms\n",
-			p.Events, p.Published, p.Failed, p.Requests, p.RatePerSec, p.DurationS, p.MaxLagMs)
+		f("publish    scheduled %d  confirmed %d  failed %d  retried %d  requests %d  %.1f events/s over %.1f s  max lag %.1f ms\n",
+			p.Events, p.Published, p.Failed, p.Retried, p.Requests, p.RatePerSec, p.DurationS, p.MaxLagMs)
 		if len(p.Errors) > 0 {
 			f("           errors: %s\n", fmtCounts(p.Errors))
 		}
@@ -270,6 +295,18 @@ func (r *Report) WriteText(w io.Writer) error {
 		f("           duplicates %d  out-of-order %d  gaps %d (missing %d)  bad payload %d  foreign %d\n",
 			d.Duplicates, d.Reordered, d.Gaps, d.Missing, d.BadPayload, d.Foreign)
 		f("latency    %s\n", fmtHist(r.Latency))
+	}
+	if r.Reconnect || r.Reconnects.Resumed > 0 {
+		r.Reconnects.writeText(f, c.Reconnects)
+	}
+	if r.Storm != nil {
+		r.Storm.writeText(f)
+	}
+	if r.Nodes != nil {
+		r.Nodes.writeText(f)
+	}
+	if r.Admin != nil {
+		r.Admin.writeText(f)
 	}
 	f("sseload    %d process(es), %.2f CPU-s", r.Self.Processes, r.Self.CPUSeconds)
 	if d := r.Delivery.Delivered; d > 0 {

@@ -38,6 +38,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r := newReport(cfg)
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.maxRuntime(), ErrTimeBound)
 	defer cancel()
+	obs := watch(ctx, cfg)
 
 	poolCtx, stopPool := context.WithCancel(ctx)
 	defer stopPool()
@@ -46,6 +47,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Progress != nil {
 		wg.Go(func() { progressLoop(poolCtx, cfg, r.Started, pool, pub) })
 	}
+	smp := newSampler(cfg, r.Started, newLiveSource(pool, pub))
+	wg.Go(func() { smp.run(poolCtx) })
 
 	var noStreams bool
 	select {
@@ -56,7 +59,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if noStreams = cfg.Subs > 0 && pool.Established() == 0; noStreams {
 			break // nothing to measure: do not publish into the void
 		}
-		drive(ctx, cfg, pub, func(published []int64) bool {
+		obs.drive(ctx, cfg, pub, pool.Connected, func(published []int64) bool {
 			want, got := pool.expected(published)
 			return got >= want
 		})
@@ -66,12 +69,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	wg.Wait()
 
 	pool.fill(r)
+	r.Timeline = smp.samples
 	r.Self = selfStats()
 	r.ElapsedS = time.Since(r.Started).Seconds()
 	var ps *PublishStats
 	if pub != nil {
 		ps = pub.Stats()
 	}
+	obs.finish(ctx, r)
 	r.finalize(ps)
 	if noStreams {
 		return r, noStreamsError(r)
@@ -105,7 +110,7 @@ func runErr(ctx context.Context) error {
 
 func newReport(cfg Config) *Report {
 	r := &Report{
-		Target: cfg.URL, Mode: "publish", Subs: cfg.Subs, Topics: cfg.Topics,
+		Scenario: cfg.Scenario, Target: cfg.URL, Mode: "publish", Subs: cfg.Subs, Topics: cfg.Topics,
 		Workers: max(cfg.Workers, 1), Reconnect: cfg.Reconnect, Started: time.Now(),
 	}
 	if cfg.Idle {
@@ -116,19 +121,50 @@ func newReport(cfg Config) *Report {
 	return r
 }
 
+// observers are what a run watches besides its streams: the target's
+// processes (Config.NodePIDs), its admin API (Config.AdminURL) and the
+// storm it injects. Each part is nil when not configured.
+type observers struct {
+	nodes *nodeSampler
+	admin *adminProbe
+	storm *StormStats
+}
+
+// watch takes the "before" samples: call it before the streams start.
+func watch(ctx context.Context, cfg Config) *observers {
+	return &observers{nodes: newNodeSampler(cfg.NodePIDs), admin: newAdminProbe(ctx, cfg.AdminURL, cfg.AdminToken)}
+}
+
+// finish takes the "after" samples into r (before r.finalize).
+func (o *observers) finish(ctx context.Context, r *Report) {
+	r.Nodes = o.nodes.stats(r.Delivery.Delivered)
+	r.Admin = o.admin.end(ctx)
+	r.Storm = o.storm
+}
+
 // drive is the measured phase once the streams are up: Warmup, then the
-// publisher's run (or the idle hold), then up to Drain for events in
-// flight. drained, when not nil, reports whether every expected delivery
-// arrived, so the drain can end early.
-func drive(ctx context.Context, cfg Config, pub *Publisher, drained func(published []int64) bool) {
+// publisher's run (with the storm, if any) or the idle hold, the nodes'
+// "loaded" sample (streams tells how many streams are up), then up to Drain
+// for events in flight. drained, when not nil, reports whether every
+// expected delivery arrived, so the drain can end early.
+func (o *observers) drive(ctx context.Context, cfg Config, pub *Publisher, streams func() int64, drained func(published []int64) bool) {
 	if !sleepUntil(ctx, time.Now().Add(cfg.Warmup)) {
 		return
 	}
+	o.nodes.up()
 	if pub == nil {
 		sleepUntil(ctx, time.Now().Add(cfg.Duration))
+		o.nodes.loaded(streams())
 		return
 	}
+	var wg sync.WaitGroup
+	if cfg.Storm.Set() {
+		start := time.Now()
+		wg.Go(func() { o.storm = cfg.Storm.run(ctx, start) })
+	}
 	_ = pub.Run(ctx) // only fails when run twice
+	o.nodes.loaded(streams())
+	wg.Wait()
 	deadline := time.Now().Add(cfg.Drain)
 	for time.Now().Before(deadline) {
 		if drained != nil && drained(pub.Published()) {
@@ -144,22 +180,13 @@ func drive(ctx context.Context, cfg Config, pub *Publisher, drained func(publish
 func progressLoop(ctx context.Context, cfg Config, start time.Time, pool *Pool, pub *Publisher) {
 	tick := time.NewTicker(cfg.ProgressEvery)
 	defer tick.Stop()
-	var last int64
+	m := newProgressMeter(cfg, start, newLiveSource(pool, pub))
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		var line string
-		if pool != nil {
-			line, last = pool.progress(time.Since(start), last, cfg.ProgressEvery)
-		} else {
-			line = fmt.Sprintf("t=%s", time.Since(start).Round(time.Second))
-		}
-		if pub != nil {
-			line += fmt.Sprintf(" published=%d", pub.Confirmed())
-		}
-		cfg.Progress(line)
+		cfg.Progress(m.line(time.Now()))
 	}
 }

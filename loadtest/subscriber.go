@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,25 +20,29 @@ import (
 	"github.com/ssecluster/ssecluster/node/sse"
 )
 
-// Buffer sizes per stream. The connection buffer only holds the response
-// head and chunk headers (the chunked reader reads large chunks straight
-// into the parser's buffer); the parser's buffer is sse.NewParser's default
-// size, so the parser adopts it instead of adding its own.
-const (
-	connBufSize   = 512
-	parserBufSize = 4096
-)
+// connBufSize is the buffer that reads the response head. It is garbage
+// once the head is read: the body bytes that came with it are handed to
+// read, and the body is then read into a buffer per poller loop (reader.go).
+const connBufSize = 512
 
 // Pool holds Config.Subs SSE streams over raw TCP, parses them with
 // sse.Parser and records what each one sees. Create it with NewPool, run it
 // with Run; read its figures with Report once Run has returned.
 type Pool struct {
-	cfg     Config
-	addr    string // host:port to dial
-	reqHead string // "GET <path>?topic=" ... up to the topic
+	cfg      Config
+	addr     string // host:port to dial
+	host     string // the Host header
+	reqHead  string // "GET <path and query up to the topic>"
+	reqTail  string // the rest of the request target after the topic
+	reqTopic bool   // whether the target holds the topic at all
 
 	ready    chan struct{} // closed once every stream made its first attempt
 	firstTry sync.WaitGroup
+
+	// poll reads the streams' sockets; nil: each stream's goroutine reads
+	// its own (set by Run; noPoll, for tests, keeps it nil).
+	poll   *poller
+	noPoll bool
 
 	lat  *shardedHist
 	ttMu sync.Mutex // guards ttfb, tth
@@ -46,6 +52,7 @@ type Pool struct {
 	// Live counters, read by progress lines and the drain check.
 	connected   atomic.Int64 // streams connected now
 	established atomic.Int64 // streams that got a stream at least once
+	attempts    atomic.Int64 // connection attempts so far
 	delivered   atomic.Int64 // events with a valid payload
 	onTimeUniq  atomic.Int64 // distinct events received by on-time streams
 
@@ -53,6 +60,8 @@ type Pool struct {
 	topicSubs   []int64    // on-time streams per topic
 	topicUnique []int64    // distinct events received by on-time streams, per topic
 	totals      streamCounters
+
+	rc reconnects // reconnect waits, hints and times to resume
 
 	ran atomic.Bool
 }
@@ -71,6 +80,8 @@ type streamCounters struct {
 	missing                                int64
 	resets, otherEvents, comments, idOnly  int64
 	retryHints, retryMinMs, retryMaxMs     int64
+
+	resumes resumeCounts
 }
 
 func (c *streamCounters) add(o *streamCounters) {
@@ -105,6 +116,7 @@ func (c *streamCounters) add(o *streamCounters) {
 	c.comments += o.comments
 	c.idOnly += o.idOnly
 	mergeRange(&c.retryHints, &c.retryMinMs, &c.retryMaxMs, o.retryHints, o.retryMinMs, o.retryMaxMs)
+	c.resumes.add(&o.resumes)
 }
 
 // mergeRange adds n observations spanning [lo, hi] to a count and its
@@ -128,17 +140,37 @@ func NewPool(cfg Config) (*Pool, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	u, _ := url.Parse(cfg.URL) // validated
+	events := cfg.EventsURL
+	if events == "" {
+		events = strings.TrimSuffix(cfg.URL, "/") + "/v1/events?topic={topic}"
+	}
+	u, _ := url.Parse(strings.ReplaceAll(events, "{topic}", "t")) // validated
 	addr := u.Host
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
+	// The request target is the URL from its path on; the topic goes where
+	// the template says.
+	target := events[strings.Index(events, "//")+2:]
+	if i := strings.IndexAny(target, "/?"); i >= 0 {
+		target = target[i:]
+	} else {
+		target = "/"
+	}
+	if target[0] == '?' {
+		target = "/" + target
+	}
+	head, tail, hasTopic := strings.Cut(target, "{topic}")
 	return &Pool{
 		cfg:         cfg,
 		addr:        addr,
-		reqHead:     "GET " + u.EscapedPath() + "/v1/events?topic=",
+		host:        u.Host,
+		reqHead:     "GET " + head,
+		reqTail:     tail,
+		reqTopic:    hasTopic,
 		ready:       make(chan struct{}),
 		lat:         newShardedHist(),
+		rc:          newReconnects(),
 		ttfb:        NewHistogram(),
 		tth:         NewHistogram(),
 		topicSubs:   make([]int64, cfg.Topics),
@@ -153,6 +185,9 @@ func (p *Pool) Ready() <-chan struct{} { return p.ready }
 
 // Established returns how many streams have been established so far.
 func (p *Pool) Established() int64 { return p.established.Load() }
+
+// Attempts returns how many connection attempts were made so far.
+func (p *Pool) Attempts() int64 { return p.attempts.Load() }
 
 // Connected returns how many streams are connected now.
 func (p *Pool) Connected() int64 { return p.connected.Load() }
@@ -181,6 +216,14 @@ func (p *Pool) Run(ctx context.Context) error {
 		return errors.New("loadtest: Pool.Run called twice")
 	}
 	var wg sync.WaitGroup
+	if p.noPoll {
+		// each stream reads on its own goroutine
+	} else if pl, err := newPoller(runtime.GOMAXPROCS(0)); err != nil {
+		p.cfg.Logger.Warn("loadtest: streams read by one goroutine each", "err", err)
+	} else {
+		p.poll = pl
+		wg.Go(func() { pl.run(ctx, p) }) // ends with ctx, closing the sockets it holds
+	}
 	p.firstTry.Add(p.cfg.Subs)
 	wg.Go(func() { // ends once every stream made its first attempt
 		p.firstTry.Wait()
@@ -237,8 +280,19 @@ type stream struct {
 	seq    SeqChecker
 	onTime bool
 	lastID string
-	retry  time.Duration // last retry hint; 0: none yet
-	c      streamCounters
+	// cookies is the stream's cookie jar, as a browser keeps one for its
+	// EventSource: what the target set, sent back on every reconnect (the
+	// target's retry policy may rely on it).
+	cookies []*http.Cookie
+	retry   time.Duration // last retry hint; 0: none yet
+	c       streamCounters
+	in      wire // the response body being read (reader.go)
+
+	// Reconnect bookkeeping: when the last stream dropped (zero while
+	// connected or before the first stream), and whether the first message
+	// after a resume is still to be judged.
+	droppedAt     time.Time
+	resumePending bool
 }
 
 // run connects, reads, and (with Reconnect) reconnects until ctx ends.
@@ -254,6 +308,9 @@ func (s *stream) run(ctx context.Context) {
 	}()
 	for ctx.Err() == nil {
 		nc, body, reason := s.connect(ctx)
+		if reason == ReasonNone && !s.droppedAt.IsZero() {
+			s.resumed()
+		}
 		if first {
 			first = false
 			p.firstTry.Done()
@@ -280,24 +337,61 @@ func (s *stream) run(ctx context.Context) {
 			if !p.cfg.Reconnect {
 				return
 			}
+			s.droppedAt = time.Now()
+			if s.resumePending { // dropped again before judging the last resume
+				s.resumePending = false
+				s.c.resumes[resumeUnverified]++
+			}
 		}
 		wait := s.retry
 		if wait == 0 {
 			wait = p.cfg.DefaultRetry
 		}
-		if !sleepUntil(ctx, time.Now().Add(wait)) {
+		start := time.Now()
+		if !sleepUntil(ctx, start.Add(wait)) {
 			return
 		}
+		p.rc.waited(wait, time.Since(start))
 		s.c.reconnects++
+	}
+}
+
+// resumed records a stream established again after a drop: the time from
+// the drop, and that its first message is to be judged.
+func (s *stream) resumed() {
+	s.pool.rc.resumed(s.droppedAt, time.Now())
+	s.droppedAt = time.Time{}
+	s.resumePending = true
+}
+
+// judgeResume classifies the first event after a resume: a message event
+// by its sequence verdict, or a reset event.
+func (s *stream) judgeResume(v Verdict, reset bool) {
+	if !s.resumePending {
+		return
+	}
+	s.resumePending = false
+	switch {
+	case reset:
+		s.c.resumes[resumeReset]++
+	case v == InOrder:
+		s.c.resumes[resumeExact]++
+	case v == Gap:
+		s.c.resumes[resumeGap]++
+	case v == Duplicate:
+		s.c.resumes[resumeDuplicate]++
+	default:
+		s.c.resumes[resumeReordered]++
 	}
 }
 
 // connect dials and reads the response head. On success it returns the
 // connection and the (de-chunked) body; the connection is closed when ctx
 // ends, which ends any read on it.
-func (s *stream) connect(ctx context.Context) (net.Conn, io.Reader, Reason) {
+func (s *stream) connect(ctx context.Context) (net.Conn, *respBody, Reason) {
 	p := s.pool
 	s.c.attempts++
+	p.attempts.Add(1)
 	start := time.Now()
 	d := net.Dialer{Timeout: p.cfg.DialTimeout}
 	if s.local != nil {
@@ -310,17 +404,21 @@ func (s *stream) connect(ctx context.Context) (net.Conn, io.Reader, Reason) {
 	_ = nc.SetDeadline(start.Add(p.cfg.HeadTimeout))
 	req := make([]byte, 0, 256)
 	req = append(req, p.reqHead...)
-	req = append(req, url.QueryEscape(s.topic)...)
+	if p.reqTopic {
+		req = append(req, url.QueryEscape(s.topic)...)
+	}
+	req = append(req, p.reqTail...)
 	req = append(req, " HTTP/1.1\r\nHost: "...)
-	req = append(req, p.addr...)
+	req = append(req, p.host...)
 	req = append(req, "\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n"...)
 	if s.lastID != "" {
 		req = append(req, "Last-Event-ID: "...)
 		req = append(req, s.lastID...) // the parser never yields CR, LF or NUL in an id
 		req = append(req, "\r\n"...)
 	}
+	req = appendCookies(req, s.cookies)
 	req = append(req, "\r\n"...)
-	fail := func(r Reason) (net.Conn, io.Reader, Reason) {
+	fail := func(r Reason) (net.Conn, *respBody, Reason) {
 		_ = nc.Close()
 		return nil, nil, r
 	}
@@ -337,6 +435,7 @@ func (s *stream) connect(ctx context.Context) (net.Conn, io.Reader, Reason) {
 		return fail(headReason(err))
 	}
 	tth := time.Since(start)
+	s.cookies = keepCookies(s.cookies, resp.Cookies())
 	p.ttMu.Lock()
 	p.ttfb.Record(ttfb)
 	p.tth.Record(tth)
@@ -368,43 +467,49 @@ func (s *stream) connect(ctx context.Context) (net.Conn, io.Reader, Reason) {
 			p.mu.Unlock()
 		}
 	}
-	return nc, resp.Body, ReasonNone
+	return nc, newRespBody(resp, br), ReasonNone
 }
 
-// read parses the stream until it ends and returns why it ended.
-func (s *stream) read(ctx context.Context, nc net.Conn, body io.Reader) Reason {
+// read parses the stream until it ends and returns why it ended. The body
+// bytes that came with the head are handled here; the rest is read by the
+// pool's poller (or, without one, on this goroutine). The connection is
+// closed when read returns, or earlier when ctx ends, which ends the read.
+func (s *stream) read(ctx context.Context, nc net.Conn, body *respBody) Reason {
 	p := s.pool
 	p.connected.Add(1)
 	defer p.connected.Add(-1)
-	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
-	defer func() {
-		stop()
+	s.in.reset(body, s.lastID, s.key)
+	defer func() { s.lastID = s.in.dec.LastEventID() }()
+	r, end := s.feed(body.head, time.Now().UnixNano())
+	s.in.live.flush(&p.delivered, &p.onTimeUniq)
+	if end {
 		_ = nc.Close()
-	}()
-	ps := sse.NewParser(bufio.NewReaderSize(body, parserBufSize))
-	ps.LastEventID = s.lastID
-	defer func() { s.lastID = ps.LastEventID }()
-	for {
-		ev, err := ps.Next()
-		if err != nil {
-			return readReason(err)
+		return r
+	}
+	if p.poll != nil {
+		return p.poll.read(ctx, s, nc)
+	}
+	return s.readConn(ctx, nc)
+}
+
+// block handles one block of the stream.
+func (s *stream) block(b sse.Block) {
+	if b.Retry >= 0 {
+		s.retryHint(b.Retry)
+	}
+	s.c.comments += int64(b.Comments)
+	switch {
+	case !b.Dispatch:
+		if b.HasID {
+			s.c.idOnly++
 		}
-		if ev.Retry >= 0 {
-			s.retryHint(ev.Retry)
-		}
-		s.c.comments += int64(ev.Comments)
-		switch {
-		case !ev.Dispatch:
-			if ev.HasID {
-				s.c.idOnly++
-			}
-		case ev.Type == "message":
-			s.event(ev.Data)
-		case ev.Type == "reset":
-			s.c.resets++
-		default:
-			s.c.otherEvents++
-		}
+	case b.Type == "message":
+		s.event(b.Data)
+	case b.Type == "reset":
+		s.c.resets++
+		s.judgeResume(0, true)
+	default:
+		s.c.otherEvents++
 	}
 }
 
@@ -413,29 +518,31 @@ func (s *stream) retryHint(ms int64) {
 	s.retry = time.Duration(min(ms, int64(time.Hour/time.Millisecond))) * time.Millisecond
 }
 
-// event handles one message event: latency, then sequence.
-func (s *stream) event(data string) {
-	now := time.Now().UnixNano()
+// event handles one message event: latency, then sequence. data aliases
+// the decoder's buffer; the receive time is when its bytes were read.
+func (s *stream) event(data []byte) {
 	s.c.events++
-	pl, ok := ParsePayload(data)
+	pl, ok := parsePayloadRef(data)
 	if !ok {
 		s.c.badPayload++
 		return
 	}
-	if pl.Topic != s.topic {
+	if string(pl.Topic) != s.topic {
 		s.c.foreign++
 		return
 	}
 	p := s.pool
 	s.c.delivered++
-	p.delivered.Add(1)
-	p.lat.record(s.key, time.Duration(now-pl.SentNs))
+	s.in.live.delivered++
+	p.lat.record(s.in.shard, time.Duration(s.in.now-pl.SentNs))
 	if s.seq.Unique == 0 && s.seq.Duplicates == 0 && !s.onTime {
 		s.seq = NewSeqChecker(pl.Seq) // a late stream starts where it joined
 	}
-	if v := s.seq.Observe(pl.Seq); s.onTime && (v == InOrder || v == Gap || v == Reordered) {
-		p.onTimeUniq.Add(1)
+	v := s.seq.Observe(pl.Seq)
+	if s.onTime && (v == InOrder || v == Gap || v == Reordered) {
+		s.in.live.onTimeUniq++
 	}
+	s.judgeResume(v, false)
 }
 
 // fold adds the stream's counters to the pool's.
@@ -445,6 +552,9 @@ func (s *stream) fold() {
 	s.c.reordered = s.seq.Reordered
 	s.c.gaps = s.seq.Gaps
 	s.c.missing = s.seq.Missing()
+	if s.resumePending {
+		s.c.resumes[resumeUnverified]++
+	}
 	p := s.pool
 	p.mu.Lock()
 	p.totals.add(&s.c)
@@ -480,6 +590,7 @@ func (p *Pool) fill(r *Report) {
 		Events: t.events, Delivered: t.delivered, BadPayload: t.badPayload, Foreign: t.foreign,
 		Unique: t.unique, Duplicates: t.duplicates, Reordered: t.reordered, Gaps: t.gaps, Missing: t.missing,
 	}
+	p.rc.fill(&r.Reconnects, &t.resumes)
 	r.Latency = p.lat.merged()
 	r.TopicSubs = append([]int64(nil), p.topicSubs...)
 	r.TopicUnique = append([]int64(nil), p.topicUnique...)
@@ -492,4 +603,34 @@ func (p *Pool) progress(elapsed time.Duration, lastDelivered int64, every time.D
 	return fmt.Sprintf("t=%s streams=%d/%d established=%d delivered=%d (%.0f/s) p99=%s",
 		elapsed.Round(time.Second), p.connected.Load(), p.cfg.Subs, p.established.Load(),
 		d, rate, fmtDur(p.lat.merged().Quantile(0.99))), d
+}
+
+// keepCookies updates a stream's jar with the cookies a response set
+// (replacing by name; Max-Age <= 0 deletes).
+func keepCookies(jar, set []*http.Cookie) []*http.Cookie {
+	for _, c := range set {
+		jar = slices.DeleteFunc(jar, func(o *http.Cookie) bool { return o.Name == c.Name })
+		if c.MaxAge >= 0 && c.Valid() == nil {
+			jar = append(jar, &http.Cookie{Name: c.Name, Value: c.Value})
+		}
+	}
+	return jar
+}
+
+// appendCookies appends the Cookie header line of a jar (nothing when it is
+// empty). Names and values were validated when they were kept.
+func appendCookies(b []byte, jar []*http.Cookie) []byte {
+	if len(jar) == 0 {
+		return b
+	}
+	b = append(b, "Cookie: "...)
+	for i, c := range jar {
+		if i > 0 {
+			b = append(b, "; "...)
+		}
+		b = append(b, c.Name...)
+		b = append(b, '=')
+		b = append(b, c.Value...)
+	}
+	return append(b, "\r\n"...)
 }

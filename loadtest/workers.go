@@ -98,6 +98,7 @@ func RunWorkers(ctx context.Context, cfg Config, cmd WorkerCommand) (*Report, er
 	r := newReport(cfg)
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.maxRuntime(), ErrTimeBound)
 	defer cancel()
+	obs := watch(ctx, cfg)
 
 	var children []*child
 	stopAll := func() {
@@ -156,9 +157,15 @@ func RunWorkers(ctx context.Context, cfg Config, cmd WorkerCommand) (*Report, er
 	if cfg.Progress != nil {
 		wg.Go(func() { progressLoop(pctx, cfg, r.Started, nil, pub) })
 	}
-	drive(ctx, cfg, pub, nil) // the children cannot be asked: drain for the whole Drain
+	smp := newSampler(cfg, r.Started, newLiveSource(nil, pub)) // the streams' figures come from the workers' timelines
+	if pub != nil {
+		wg.Go(func() { smp.run(pctx) })
+	}
+	// The children cannot be asked: drain for the whole Drain.
+	obs.drive(ctx, cfg, pub, func() int64 { return established }, nil)
 	stopProgress()
 	wg.Wait()
+	r.Timeline = smp.samples
 	stopAll()
 
 	var errs []error
@@ -175,6 +182,7 @@ func RunWorkers(ctx context.Context, cfg Config, cmd WorkerCommand) (*Report, er
 	if pub != nil {
 		ps = pub.Stats()
 	}
+	obs.finish(ctx, r)
 	r.finalize(ps)
 	errs = append(errs, runErr(ctx))
 	return r, errors.Join(errs...)
@@ -273,6 +281,8 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	}()
 
 	r := newReport(cfg)
+	smp := newSampler(cfg, r.Started, newLiveSource(pool, nil)) // the parent publishes
+	wg.Go(func() { smp.run(poolCtx) })
 	select {
 	case <-pool.Ready():
 		b, _ := json.Marshal(workerReady{Ready: true, Established: pool.Established()})
@@ -291,6 +301,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	stopPool()
 	wg.Wait()
 	pool.fill(r)
+	r.Timeline = smp.samples
 	r.Self = selfStats()
 	if err := json.NewEncoder(stdout).Encode(r); err != nil {
 		return fmt.Errorf("loadtest: worker: writing report: %w", err)

@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"syscall"
 	"time"
+
+	"github.com/ssecluster/ssecluster/node/retry"
 )
 
 // Config configures a Server. The zero value is a working standalone node.
@@ -23,9 +27,40 @@ type Config struct {
 	// Heartbeat is the longest an idle stream stays silent; default 15 s.
 	// Keep it below every idle timeout on the path (load balancers, proxies).
 	Heartbeat time.Duration
-	// RetryMin and RetryMax bound the random reconnection hint ("retry:")
-	// sent at the start of every stream; defaults 1 s and 5 s.
-	RetryMin, RetryMax time.Duration
+	// Retry is the reconnect policy (package retry): jittered exponential
+	// hints, enforced. Defaults: base 1 s, cap 60 s, healthy after the cap,
+	// 5 early reconnects before 429.
+	Retry retry.Policy
+	// CookieKey signs the retry cookie; every node of a cluster needs the
+	// same one. Empty: the broker's shared key "retry-cookie" (one per
+	// Redis, created by the first node that asks).
+	CookieKey []byte
+	// DrainWindow is how long a drain spreads the closing of the node's
+	// streams over; default 30 s.
+	DrainWindow time.Duration
+	// MaxStreams bounds the streams of the node; beyond it new streams are
+	// shed. Default: the process's open-file limit minus a tenth (at least
+	// 100) for everything else.
+	MaxStreams int
+	// AdmitRate is how many new streams per second the node admits (a token
+	// bucket of AdmitBurst), so a reconnect wave is absorbed at a pace the
+	// node can serve, resume reads included; beyond it new streams are
+	// shed. Defaults 2000/s and a burst of AdmitRate. Negative: no limit.
+	AdmitRate  float64
+	AdmitBurst int
+	// MaxStreamsPerAddr and ConnectRatePerAddr limit one source address
+	// (streams open at once; new streams per second, burst of the rate
+	// rounded up); 0, the default, is no limit. The source address is the
+	// peer's, or the last X-Forwarded-For hop when the peer is in
+	// TrustedProxies.
+	MaxStreamsPerAddr  int
+	ConnectRatePerAddr float64
+	TrustedProxies     []netip.Prefix
+	// DeadPeerTimeout is how long written bytes may stay unacknowledged
+	// before the kernel drops the connection (TCP_USER_TIMEOUT); with the
+	// heartbeat it bounds how long a vanished client holds a stream.
+	// Default 30 s.
+	DeadPeerTimeout time.Duration
 	// WriteTimeout bounds one blocking write to a stream (replay, backlog);
 	// default 10 s. A stream that cannot take its bytes by then is closed.
 	WriteTimeout time.Duration
@@ -83,8 +118,23 @@ func (c Config) withDefaults() Config {
 		c.MaxTopics = 32
 	}
 	def(&c.Heartbeat, 15*time.Second)
-	def(&c.RetryMin, time.Second)
-	def(&c.RetryMax, 5*time.Second)
+	def(&c.Retry.Base, retry.DefaultBase)
+	def(&c.Retry.Cap, retry.DefaultCap)
+	def(&c.Retry.HealthyAfter, max(c.Retry.Cap, c.Retry.Base))
+	if c.Retry.EarlyLimit == 0 {
+		c.Retry.EarlyLimit = retry.DefaultEarlyLimit
+	}
+	def(&c.DrainWindow, 30*time.Second)
+	def(&c.DeadPeerTimeout, 30*time.Second)
+	if c.MaxStreams == 0 {
+		c.MaxStreams = defaultMaxStreams()
+	}
+	if c.AdmitRate == 0 {
+		c.AdmitRate = 2000
+	}
+	if c.AdmitBurst == 0 {
+		c.AdmitBurst = max(int(c.AdmitRate), 1)
+	}
 	def(&c.WriteTimeout, 10*time.Second)
 	def(&c.PublishTimeout, 5*time.Second)
 	def(&c.ReadHeaderTimeout, 10*time.Second)
@@ -129,7 +179,15 @@ func (c Config) Validate() error {
 	check(!validNodeID(c.NodeID), "node id %q must be 1..64 characters of [A-Za-z0-9._-]", c.NodeID)
 	check(c.MaxTopics < 1 || c.MaxTopics > 1024, "max topics %d out of range 1..1024", c.MaxTopics)
 	check(c.Heartbeat < 10*time.Millisecond, "heartbeat %s below 10ms", c.Heartbeat)
-	check(c.RetryMin < 0 || c.RetryMax < c.RetryMin, "retry range %s..%s invalid", c.RetryMin, c.RetryMax)
+	if err := c.Retry.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("node: %w", err))
+	}
+	check(c.CookieKey != nil && len(c.CookieKey) < 16, "cookie key shorter than 16 bytes")
+	check(c.DrainWindow < 0, "drain window %s is negative", c.DrainWindow)
+	check(c.MaxStreams < 1, "max streams %d must be positive", c.MaxStreams)
+	check(c.AdmitRate > 0 && c.AdmitBurst < 1, "admit burst %d must be positive", c.AdmitBurst)
+	check(c.MaxStreamsPerAddr < 0 || c.ConnectRatePerAddr < 0, "per-address limits must not be negative")
+	check(c.DeadPeerTimeout < time.Millisecond, "dead peer timeout %s below 1ms", c.DeadPeerTimeout)
 	check(c.WriteTimeout <= 0, "write timeout %s must be positive", c.WriteTimeout)
 	check(c.MaxPending < 4096, "max pending %d below 4096", c.MaxPending)
 	check(c.MaxBodyBytes < 1024, "max body %d below 1024", c.MaxBodyBytes)
@@ -153,4 +211,16 @@ func validNodeID(s string) bool {
 		}
 	}
 	return true
+}
+
+// defaultMaxStreams derives the stream limit from the open-file limit: each
+// stream holds one descriptor; a tenth (at least 100) stays for the
+// listener, Redis connections, publishes and the admin API.
+func defaultMaxStreams() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
+		return 10000
+	}
+	n := int(min(rl.Cur, 1<<24))
+	return max(n-max(n/10, 100), 1)
 }

@@ -2,12 +2,14 @@ package node
 
 import (
 	"errors"
-	"math/rand/v2"
 	"net"
+	"net/netip"
+	"os"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/ssecluster/ssecluster/node/retry"
 	"github.com/ssecluster/ssecluster/node/sse"
 	"github.com/ssecluster/ssecluster/pubsub"
 )
@@ -18,15 +20,41 @@ type CloseReason uint8
 // Close reasons.
 const (
 	ReasonNone         CloseReason = iota
-	ReasonClientGone               // the client closed the connection
-	ReasonWriteError               // a write failed or timed out
+	ReasonClientGone               // the client closed the connection (or vanished: TCP_USER_TIMEOUT)
+	ReasonWriteError               // a write failed
 	ReasonSlowConsumer             // the backlog exceeded MaxPending
-	ReasonShutdown                 // the node is shutting down
-	ReasonShed                     // refused at connect (not ready, broker error)
+	ReasonShutdown                 // the node stopped (at once, or at the end of a drain)
+	ReasonShed                     // set up but not served: the node turned not ready, or history could not be planned
 	ReasonBrokerError              // history could not be read during a resume
+	ReasonWriteTimeout             // a blocking write (replay, backlog) did not finish within WriteTimeout
+	ReasonDrain                    // closed by a drain, spread over the window
+	ReasonKicked                   // closed by an operator (admin API)
 )
 
-var reasonNames = [...]string{"none", "client_gone", "write_error", "slow_consumer", "shutdown", "shed", "broker_error"}
+var reasonNames = [...]string{"none", "client_gone", "write_error", "slow_consumer", "shutdown", "shed", "broker_error",
+	"write_timeout", "drain", "kicked"}
+
+// Failure reports whether a close counts against the stream's survival: the
+// node failed the client (write errors, timeouts, slow-consumer evictions,
+// broker errors), as opposed to the client leaving or the operator moving
+// it (drain, kick, shutdown).
+func (r CloseReason) Failure() bool {
+	switch r {
+	case ReasonWriteError, ReasonSlowConsumer, ReasonBrokerError, ReasonWriteTimeout, ReasonShed:
+		return true
+	}
+	return false
+}
+
+// goodbye reports whether the node closes the stream for a reason of its
+// own and tells the client when to come back.
+func (r CloseReason) goodbye() bool {
+	switch r {
+	case ReasonShutdown, ReasonShed, ReasonBrokerError, ReasonDrain, ReasonKicked:
+		return true
+	}
+	return false
+}
 
 func (r CloseReason) String() string {
 	if int(r) < len(reasonNames) {
@@ -47,6 +75,14 @@ type conn struct {
 	chunked bool // HTTP/1.1 chunked framing; HTTP/1.0 streams are close-delimited
 	since   time.Time
 	remote  string
+	addr    netip.Addr // the source address its per-address limits count against
+
+	// admit is the retry state the stream was admitted with (what its
+	// cookie says); a goodbye hint never undercuts it. healthy is set once
+	// the stream lived Retry.HealthyAfter and got a fresh base hint.
+	// Guarded by mu.
+	admit   retry.State
+	healthy bool
 
 	// parts holds one entry per partition of the stream's topics, sorted by
 	// partition. The slice is fixed at creation.
@@ -216,8 +252,16 @@ func (c *conn) queueLocked(b []byte) {
 	c.out = append(c.out, b...)
 }
 
+// blockingWriteReason classifies the error of a deadline-bound write.
+func blockingWriteReason(err error) CloseReason {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return ReasonWriteTimeout
+	}
+	return writeReason(err)
+}
+
 func writeReason(err error) CloseReason {
-	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) {
+	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ETIMEDOUT) || errors.Is(err, net.ErrClosed) {
 		return ReasonClientGone
 	}
 	return ReasonWriteError
@@ -249,7 +293,7 @@ func (c *conn) flushLoop() {
 		buf, c.out = c.out, buf[:0]
 		c.mu.Unlock()
 		if err := c.writeBlocking(buf); err != nil {
-			c.close(ReasonSlowConsumer)
+			c.close(blockingWriteReason(err))
 			return
 		}
 	}
@@ -288,7 +332,7 @@ func (c *conn) closeLocked(reason CloseReason) {
 	c.closed = true
 	c.reason = reason
 	c.out = nil
-	if (reason == ReasonShutdown || reason == ReasonShed || reason == ReasonBrokerError) && !c.replaying && !c.flushing {
+	if reason.goodbye() && !c.replaying && !c.flushing {
 		var rw rawIO
 		rw.init()
 		b := make([]byte, chunkHeadroom, 128)
@@ -306,8 +350,12 @@ func (c *conn) closeLocked(reason CloseReason) {
 	c.srv.reap(c)
 }
 
+// appendGoodbye appends the last frame of a stream the node closes: a
+// jittered retry hint (never shorter than what is left of the admission's)
+// and a comment naming the reason. c.mu is held.
 func (c *conn) appendGoodbye(b []byte, reason CloseReason) []byte {
-	b = sse.AppendRetry(b, c.srv.retryHint().Milliseconds())
+	h := c.srv.cfg.Retry.Goodbye(c.admit, time.Now(), retry.GlobalRand{})
+	b = sse.AppendRetry(b, h.Milliseconds())
 	b = sse.AppendComment(b, reason.String())
 	return append(b, '\n')
 }
@@ -342,6 +390,19 @@ func (c *conn) heartbeat(w *wctx, h *hub, probe []byte) {
 		c.closeLocked(ReasonClientGone)
 		return
 	}
+	if !c.healthy && time.Since(c.since) >= c.srv.cfg.Retry.HealthyAfter {
+		// A healthy stream: its next reconnect starts the backoff over, so
+		// tell the client a fresh base hint now.
+		c.healthy = true
+		h := c.srv.cfg.Retry.Hint(0, retry.GlobalRand{})
+		c.admit = retry.State{Issued: time.Now(), Hint: h}
+		b := sse.AppendRetry(w.buf[:chunkHeadroom], h.Milliseconds())
+		b = append(b, '\n')
+		c.sendLocked(w, c.frameChunk(b))
+		w.buf = b[:0]
+		c.wrote = false
+		return
+	}
 	if c.wrote || c.flushing {
 		c.wrote = false
 		return
@@ -366,13 +427,4 @@ func (c *conn) heartbeat(w *wctx, h *hub, probe []byte) {
 	}
 	c.sendLocked(w, c.frameChunk(b))
 	w.buf = b[:0]
-}
-
-// retryHint returns a random reconnection delay in [RetryMin, RetryMax].
-func (s *Server) retryHint() time.Duration {
-	lo, hi := s.cfg.RetryMin, s.cfg.RetryMax
-	if hi <= lo {
-		return lo
-	}
-	return lo + rand.N(hi-lo+1)
 }

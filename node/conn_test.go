@@ -7,7 +7,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,21 +19,14 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ssecluster/ssecluster/node"
+	"github.com/ssecluster/ssecluster/node/sse"
 	"github.com/ssecluster/ssecluster/pubsub"
 )
 
-// TestSlowConsumer: a client that never reads is closed once its backlog
-// passes MaxPending, while a reading subscriber of the same topic gets
-// every event.
-func TestSlowConsumer(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.MaxPending = 64 << 10
-	n := startNode(t, cfg, newMemory(t, pubsub.MemoryConfig{}))
-	const topic = "firehose"
-
-	// The slow client asks for a small receive buffer so the node's socket
-	// fills early, sends its request and never reads again.
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+// smallRcvBuf dials with a 4 KiB receive buffer, so a client that does not
+// read fills the node's socket early.
+func smallRcvBuf() *net.Dialer {
+	return &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {
 			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
@@ -39,14 +35,21 @@ func TestSlowConsumer(t *testing.T) {
 		}
 		return serr
 	}}
-	slow, err := d.Dial("tcp", n.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = slow.Close() })
-	if _, err := io.WriteString(slow, getRequest("/v1/events"+streamQuery(topic), nil)); err != nil {
-		t.Fatal(err)
-	}
+}
+
+// TestSlowConsumer: a client that stops reading while thousands of events
+// flow is closed once its backlog passes MaxPending, with nothing queued
+// for it beyond that; a reading subscriber of the same topic gets every
+// event; and the evicted client, reconnecting after its hint with its last
+// id, gets every event after it once, in order.
+func TestSlowConsumer(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxPending = 64 << 10
+	n := startNode(t, cfg, newMemory(t, pubsub.MemoryConfig{}))
+	const topic = "firehose"
+
+	// The slow client reads the response head, then nothing.
+	slowConn, _, slowResp := rawRequestVia(t, smallRcvBuf(), n.addr, getRequest("/v1/events"+streamQuery(topic), nil))
 	fast := n.subscribe(t, streamQuery(topic), "")
 	fast.live(t)
 	// Both streams are registered once the node counts them and the fast
@@ -58,27 +61,28 @@ func TestSlowConsumer(t *testing.T) {
 		return nil
 	})
 
-	pad := strings.Repeat("x", 16<<10)
+	const perBatch = 16
+	pad := strings.Repeat("x", 1<<10)
 	var want, got []string
+	published := 0 // bytes of data
 	closed := func() int64 { return n.srv.Stats().Closed[node.ReasonSlowConsumer].Load() }
 	for batch := 0; closed() == 0; batch++ {
-		if batch == 1000 {
+		if batch == 4000 {
 			t.Fatalf("slow consumer still open after %d events", len(want))
 		}
 		var evs []ev
-		for i := range 8 {
+		for i := range perBatch {
 			d := fmt.Sprintf("%d-%d:%s", batch, i, pad)
 			evs = append(evs, ev{Topic: topic, Data: d})
 			want = append(want, d)
+			published += len(d)
 		}
 		n.publish(t, evs...)
 		// The fast reader keeps in step: only the slow one falls behind.
 		got = append(got, data(fast.events(t, len(evs)))...)
 	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("fast subscriber: event %d is %.20q, want %.20q", i, got[i], want[i])
-		}
+	if !slices.Equal(got, want) {
+		t.Fatalf("fast subscriber got %d events, not the %d published in order", len(got), len(want))
 	}
 	t.Logf("slow consumer closed after %d events of %d KiB", len(want), len(pad)>>10)
 	// The node dropped the slow stream, not the fast one.
@@ -89,9 +93,155 @@ func TestSlowConsumer(t *testing.T) {
 		return nil
 	})
 	n.publish(t, ev{Topic: topic, Data: "after"})
+	want = append(want, "after")
 	if e := fast.nextEvent(t); e.Data != "after" {
 		t.Fatalf("fast subscriber after the drop: %.20q", e.Data)
 	}
+
+	// What reached the slow client's socket before it was dropped is a
+	// prefix of the events, then the end (no goodbye: the socket was full).
+	slow := newStream(t, slowConn, slowResp, slowResp.Body)
+	hint := slow.nextBlock(t)
+	if hint.Retry < 0 {
+		t.Fatalf("slow stream's first block %+v, want the retry hint", hint)
+	}
+	var early []sse.Event
+	rest, _ := slow.waitEnd(t)
+	received := 0
+	for _, b := range rest {
+		if b.Dispatch {
+			early = append(early, b)
+			received += len(b.Data)
+		}
+	}
+	k := len(early)
+	if !slices.Equal(data(early), want[:k]) {
+		t.Fatalf("slow client got %d events, not a prefix of the published ones", k)
+	}
+	// Memory bound: what was published and never reached the socket is at
+	// most MaxPending (the dropped queue) plus the batch that overflowed it
+	// and the batches published before the reaper counted the close.
+	lost, bound := published-received, cfg.MaxPending+17*perBatch*(len(pad)+16)
+	if lost > bound {
+		t.Errorf("%d bytes published that never reached the slow socket, want at most %d: the node queued beyond MaxPending", lost, bound)
+	}
+	t.Logf("%d events (%d KiB) reached the slow socket; %d KiB published never did", k, received>>10, lost>>10)
+	lastID := rest[len(rest)-1].ID
+	if lastID == "" {
+		t.Fatal("the slow client has no id to resume from")
+	}
+
+	// It reconnects after its hint (the last it got), with its cookie.
+	br := &browser{}
+	br.keep(t, slowResp.Header)
+	time.Sleep(time.Until(slow.endedAt().Add(time.Duration(hint.Retry) * time.Millisecond)))
+	r := n.subscribeHeader(t, streamQuery(topic), br.header(lastID))
+	if resumed := data(collect(t, r, len(want)-k)); !slices.Equal(resumed, want[k:]) {
+		t.Fatalf("resumed with %d events, want the %d after the %dth", len(resumed), len(want)-k, k)
+	}
+	n.publish(t, ev{Topic: topic, Data: "later"})
+	if e := r.nextEvent(t); e.Data != "later" {
+		t.Fatalf("after the resume: %.20q, want later", e.Data)
+	}
+	if got := closed(); got != 1 {
+		t.Errorf("Closed[slow_consumer] = %d, want 1", got)
+	}
+	for reason, v := range map[node.CloseReason]int64{node.ReasonClientGone: 0, node.ReasonWriteTimeout: 0, node.ReasonWriteError: 0} {
+		if got := n.srv.Stats().Closed[reason].Load(); got != v {
+			t.Errorf("Closed[%s] = %d, want %d", reason, got, v)
+		}
+	}
+	if st := n.srv.Stats(); st.Refused[node.RefuseEarly].Load() != 0 {
+		t.Error("the evicted client was judged early after waiting its hint")
+	}
+}
+
+// TestWriteTimeout: a client that stops reading while the node has more
+// for it than the socket takes, but less than MaxPending, is closed once a
+// blocking write waits WriteTimeout: while it replays history, and while it
+// flushes a live backlog. Both count as write_timeout.
+func TestWriteTimeout(t *testing.T) {
+	cases := []struct {
+		name   string
+		replay bool // the bytes are history the client resumes, not live events
+	}{
+		{"replay", true},
+		{"backlog", false},
+	}
+	if testing.Short() {
+		t.Skip("publishes more than the kernel's socket buffers hold")
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.MaxPending = 64 << 20
+			cfg.WriteTimeout = 300 * time.Millisecond
+			n := startNode(t, cfg, newMemory(t, pubsub.MemoryConfig{}))
+			const topic = "stuck"
+			// More than the kernel buffers of both ends hold.
+			total := sysctlMax(t, "/proc/sys/net/ipv4/tcp_wmem") + 4<<20
+			pad := strings.Repeat("y", 16<<10)
+			publish := func() string {
+				var first string
+				for sent := 0; sent < total; {
+					var evs []ev
+					for range 48 {
+						evs = append(evs, ev{Topic: topic, Data: pad})
+						sent += len(pad)
+					}
+					ids := n.publish(t, evs...)
+					if first == "" {
+						first = ids[0]
+					}
+				}
+				return first
+			}
+			hdr := map[string]string{}
+			if c.replay {
+				hdr["Last-Event-ID"] = publish()
+			}
+			_, _, _ = rawRequestVia(t, smallRcvBuf(), n.addr, getRequest("/v1/events"+streamQuery(topic), hdr))
+			if !c.replay {
+				checkFor(t, waitTimeout, func() error {
+					if got := n.srv.OpenStreams(); got != 1 {
+						return fmt.Errorf("%d open streams, want 1", got)
+					}
+					return nil
+				})
+				publish()
+			}
+			checkFor(t, waitTimeout, func() error {
+				if got := n.srv.Stats().Closed[node.ReasonWriteTimeout].Load(); got != 1 {
+					return fmt.Errorf("Closed = %v, want one write_timeout", closedCounts(n))
+				}
+				return nil
+			})
+			if got := n.srv.OpenStreams(); got != 0 {
+				t.Errorf("%d open streams", got)
+			}
+			for _, r := range []node.CloseReason{node.ReasonClientGone, node.ReasonSlowConsumer, node.ReasonWriteError} {
+				if got := n.srv.Stats().Closed[r].Load(); got != 0 {
+					t.Errorf("Closed[%s] = %d, want 0", r, got)
+				}
+			}
+		})
+	}
+}
+
+// sysctlMax returns the last number of a sysctl file such as tcp_wmem
+// ("min default max"), or 4 MiB when it cannot be read.
+func sysctlMax(t testing.TB, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 4 << 20
+	}
+	f := strings.Fields(string(b))
+	v, err := strconv.Atoi(f[len(f)-1])
+	if err != nil {
+		t.Fatalf("%s: %q", path, b)
+	}
+	return v
 }
 
 // TestManyConnectionsDropped opens 300 streams and drops them all, half
@@ -235,8 +385,8 @@ func TestShutdown(t *testing.T) {
 			continue
 		}
 		last := rest[len(rest)-1]
-		if last.Retry < cfg.RetryMin.Milliseconds() || last.Retry > cfg.RetryMax.Milliseconds() || last.Dispatch {
-			t.Errorf("stream %d: last block %+v, want a retry hint within [%v, %v]", i, last, cfg.RetryMin, cfg.RetryMax)
+		if last.Retry < 0 || last.Retry > cfg.Retry.Cap.Milliseconds() || last.Dispatch {
+			t.Errorf("stream %d: last block %+v, want a retry hint within [0, %v]", i, last, cfg.Retry.Cap)
 		}
 	}
 	if got := n.srv.Stats().Closed[node.ReasonShutdown].Load(); got != int64(len(streams)) {

@@ -18,12 +18,29 @@
 // written; a backlog above Config.MaxPending closes the connection
 // (ReasonSlowConsumer). Heartbeats are written by one sweeper goroutine.
 //
+// # Client policies
+//
+// Every connection attempt passes, before any other work: the source
+// address's limits (429), the retry policy of package retry (a client that
+// comes back before its hint gets a short 200 with the remaining wait, a
+// persistent offender 429), the node's state and capacity (draining,
+// MaxStreams, the AdmitRate token bucket: a short 200 with a jittered hint).
+// A stream the node closes for a reason of its own (drain, kick, shutdown)
+// gets a goodbye: a jittered retry hint, never shorter than what is left of
+// the hint it was admitted with, and a comment naming the reason. Drain
+// (SIGTERM in cmd/ssenode) turns /readyz 503 at once and closes the streams
+// spread evenly over Config.DrainWindow. Vanished peers: writes have
+// deadlines, and TCP_USER_TIMEOUT (Config.DeadPeerTimeout) makes the kernel
+// drop a connection whose heartbeat stays unacknowledged.
+//
 // # Goroutines
 //
 //	goroutine                   owner          stops on                         waited by
 //	broker reader loops         Server.Run     Run's ctx                        Server.Run (broker Run returns)
 //	heartbeat sweeper           Server.Run     Run's ctx                        Server.Run
 //	reaper (unregisters conns)  Server.Run     Run's ctx                        Server.Run
+//	retry cookie key loader     Server.Run     key loaded, or Run's ctx         Server.Run
+//	drain                       Server.Run     drain done, or Run's ctx         Server.Run
 //	conn flusher (backlog only) the conn       backlog written, conn closed     Server.Run (flushers WaitGroup)
 //	/v1/events handler          net/http       replay done (then it returns)    Server.Run (handlers WaitGroup)
 //

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ssecluster/ssecluster/node"
+	"github.com/ssecluster/ssecluster/node/retry"
 	"github.com/ssecluster/ssecluster/node/sse"
 	"github.com/ssecluster/ssecluster/pubsub"
 )
@@ -53,8 +54,7 @@ func testConfig(t testing.TB) node.Config {
 	return node.Config{
 		NodeID:       "test",
 		Heartbeat:    100 * time.Millisecond,
-		RetryMin:     100 * time.Millisecond,
-		RetryMax:     300 * time.Millisecond,
+		Retry:        retry.Policy{Base: 300 * time.Millisecond, Cap: time.Second, HealthyAfter: time.Minute},
 		WriteTimeout: 2 * time.Second,
 		Logger:       testLogger(t),
 	}
@@ -304,7 +304,9 @@ type stream struct {
 
 	mu     sync.Mutex
 	blocks []sse.Event
-	err    error // why the stream ended (io.EOF: clean end); valid after done
+	err    error     // why the stream ended (io.EOF: clean end); valid after done
+	ended  time.Time // when the reader saw the end; valid after done
+	tail   []byte    // the last bytes of the body (comments are only counted by the parser)
 
 	next int // index of the next block the test takes; test goroutine only
 }
@@ -322,7 +324,16 @@ func streamQuery(topics ...string) string {
 // The caller owns conn.
 func rawRequest(t testing.TB, addr, request string) (net.Conn, *bufio.Reader, *http.Response) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, waitTimeout)
+	return rawRequestVia(t, &net.Dialer{}, addr, request)
+}
+
+// rawRequestVia is rawRequest over a connection made by d (a source
+// address, socket options).
+func rawRequestVia(t testing.TB, d *net.Dialer, addr, request string) (net.Conn, *bufio.Reader, *http.Response) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
@@ -394,7 +405,7 @@ func (n *testNode) subscribeHeader(t testing.TB, query string, hdr map[string]st
 // newStream starts reading body; the stream is closed when the test ends.
 func newStream(t testing.TB, conn net.Conn, resp *http.Response, body io.Reader) *stream {
 	s := &stream{conn: conn, resp: resp, notify: make(chan struct{}, 1), done: make(chan struct{})}
-	go s.read(body)
+	go s.read(io.TeeReader(body, tailWriter{s}))
 	t.Cleanup(s.close)
 	return s
 }
@@ -407,6 +418,7 @@ func (s *stream) read(body io.Reader) {
 		s.mu.Lock()
 		if err != nil {
 			s.err = err
+			s.ended = time.Now()
 		} else {
 			s.blocks = append(s.blocks, b)
 		}
@@ -419,6 +431,38 @@ func (s *stream) read(body io.Reader) {
 			return
 		}
 	}
+}
+
+// tailKeep is how many of the last body bytes a stream keeps.
+const tailKeep = 256
+
+// tailWriter keeps the last tailKeep bytes read from a stream's body.
+type tailWriter struct{ s *stream }
+
+func (w tailWriter) Write(p []byte) (int, error) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	w.s.tail = append(w.s.tail, p...)
+	if len(w.s.tail) > tailKeep {
+		w.s.tail = append(w.s.tail[:0], w.s.tail[len(w.s.tail)-tailKeep:]...)
+	}
+	return len(p), nil
+}
+
+// bodyTail returns the last bytes of the body read so far (at most
+// tailKeep): what a block's comment said, which the parser only counts.
+func (s *stream) bodyTail() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.tail)
+}
+
+// endedAt returns when the stream ended, once it has.
+func (s *stream) endedAt() time.Time {
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
 }
 
 // close drops the connection and waits for the reader.

@@ -1,12 +1,16 @@
 package node
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 const registryShards = 16
 
 // registry holds every open stream of the node, sharded so the heartbeat
 // sweeper walks one shard at a time and connects do not contend.
 type registry struct {
+	n      atomic.Int64 // conns held
 	shards [registryShards]struct {
 		mu    sync.Mutex
 		conns map[uint64]*conn
@@ -26,12 +30,16 @@ func (r *registry) add(c *conn) {
 	s.mu.Lock()
 	s.conns[c.id] = c
 	s.mu.Unlock()
+	r.n.Add(1)
 }
 
 func (r *registry) remove(c *conn) {
 	s := &r.shards[c.id%registryShards]
 	s.mu.Lock()
-	delete(s.conns, c.id)
+	if _, ok := s.conns[c.id]; ok {
+		delete(s.conns, c.id)
+		r.n.Add(-1)
+	}
 	s.mu.Unlock()
 }
 
@@ -47,13 +55,4 @@ func (r *registry) shard(i int, dst []*conn) []*conn {
 }
 
 // len returns the number of open streams.
-func (r *registry) len() int {
-	n := 0
-	for i := range r.shards {
-		s := &r.shards[i]
-		s.mu.Lock()
-		n += len(s.conns)
-		s.mu.Unlock()
-	}
-	return n
-}
+func (r *registry) len() int { return int(r.n.Load()) }

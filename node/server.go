@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
 
+	"github.com/ssecluster/ssecluster/node/retry"
 	"github.com/ssecluster/ssecluster/pubsub"
 )
 
@@ -30,6 +32,11 @@ type Server struct {
 	nextID   atomic.Uint64
 	stopping atomic.Bool // shutdown began: not ready, new streams shed
 	running  atomic.Bool
+
+	codec    atomic.Pointer[retry.Codec] // signs retry cookies; nil until the key is known
+	admitLim *rate.Limiter               // new streams per second; nil: no limit
+	addrs    *addrTable                  // per-address limits; nil: none
+	drain    drainer
 
 	handlers sync.WaitGroup // /v1/events handlers still replaying
 	flushers sync.WaitGroup // conn flusher goroutines
@@ -55,6 +62,11 @@ func New(cfg Config, b pubsub.Broker) (*Server, error) {
 		broker: b,
 		conns:  newRegistry(),
 		poke:   make(chan struct{}, 1),
+		addrs:  newAddrTable(cfg.MaxStreamsPerAddr, cfg.ConnectRatePerAddr),
+		drain:  newDrainer(),
+	}
+	if cfg.AdmitRate > 0 {
+		s.admitLim = rate.NewLimiter(rate.Limit(cfg.AdmitRate), cfg.AdmitBurst)
 	}
 	s.cache = newReplayCache(cfg.Cache, b.Partitions())
 	s.hub = newHub(s.log, b.Partitions(), s.cache, &s.stats)
@@ -113,6 +125,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	})
 	wg.Go(func() { s.sweep(ctx) })
+	wg.Go(func() { s.loadCookieKey(ctx) })
+	wg.Go(func() { s.drainLoop(ctx) })
 	reaperCtx, stopReaper := context.WithCancel(context.Background())
 	defer stopReaper()
 	wg.Go(func() { s.reapLoop(reaperCtx) })
@@ -195,6 +209,7 @@ func (s *Server) reapNow() {
 	for _, c := range dead {
 		s.hub.unregister(c)
 		s.conns.remove(c)
+		s.addrs.release(c.addr)
 		s.stats.Closed[c.reason].Add(1)
 	}
 }
@@ -218,6 +233,7 @@ func (s *Server) sweep(ctx context.Context) {
 			c.heartbeat(w, s.hub, probe)
 		}
 		clear(batch)
+		s.addrs.prune(i, time.Now(), time.Minute)
 	}
 }
 
@@ -225,6 +241,9 @@ func (s *Server) sweep(ctx context.Context) {
 func (s *Server) ready(ctx context.Context) error {
 	if s.stopping.Load() {
 		return errors.New("shutting down")
+	}
+	if s.drain.active.Load() {
+		return errors.New("draining")
 	}
 	if !s.hub.started() {
 		return errors.New("broker not read yet")

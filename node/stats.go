@@ -14,4 +14,5 @@ type Stats struct {
 	BrokerReads   atomic.Int64                   // broker Range calls for resumes
 	Replayed      atomic.Int64                   // events sent from history
 	Published     atomic.Int64                   // events accepted by POST /v1/publish
+	Refused       [numRefusals]atomic.Int64      // connection attempts answered without a stream, by Refusal
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"syscall"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ssecluster/ssecluster/node/retry"
 	"github.com/ssecluster/ssecluster/node/sse"
 	"github.com/ssecluster/ssecluster/pubsub"
 )
@@ -34,12 +36,49 @@ func (s *Server) subscribe(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// A bad cursor is not an HTTP error: a browser would give up for good
-	// on anything but 200. The stream starts with reset events instead.
 	cursorText := req.Header.Get("Last-Event-ID")
 	if cursorText == "" {
 		cursorText = query.Get("last_event_id")
 	}
+
+	// Admission, cheapest first and before any other work: the source
+	// address's limits, the client's retry hint, the node's own state and
+	// capacity.
+	now := time.Now()
+	addr := s.clientAddr(req)
+	if r, wait, ok := s.addrs.acquire(addr, now); !ok {
+		return s.tooMany(c, r, wait, nil)
+	}
+	served := false
+	defer func() {
+		if !served {
+			s.addrs.release(addr)
+		}
+	}()
+	prev, known := s.retryState(req, cursorText != "")
+	dec := s.cfg.Retry.Decide(prev, known, now, retry.GlobalRand{})
+	switch dec.Verdict {
+	case retry.TooMany:
+		return s.tooMany(c, RefuseTooMany, dec.Hint, &dec.Next)
+	case retry.TooEarly:
+		return s.refuse(c, RefuseEarly, dec.Hint, dec.Next)
+	}
+	var refusal Refusal = numRefusals
+	switch {
+	case s.stopping.Load() || s.drain.active.Load():
+		refusal = RefuseDraining
+	case s.conns.len() >= s.cfg.MaxStreams:
+		refusal = RefuseCapacity
+	case s.admitLim != nil && !s.admitLim.AllowN(now, 1):
+		refusal = RefuseAdmission
+	}
+	if refusal != numRefusals {
+		st, hint := s.cfg.Retry.Shed(dec.Next, now, retry.GlobalRand{})
+		return s.refuse(c, refusal, hint, st)
+	}
+
+	// A bad cursor is not an HTTP error: a browser would give up for good
+	// on anything but 200. The stream starts with reset events instead.
 	var cursor pubsub.Cursor
 	resetAll := ""
 	if cursorText != "" {
@@ -65,6 +104,7 @@ func (s *Server) subscribe(c echo.Context) error {
 		return nil
 	}
 	_ = nc.SetReadDeadline(time.Time{}) // the server's header deadline no longer applies
+	setUserTimeout(rc, s.cfg.DeadPeerTimeout)
 
 	cn := &conn{
 		id:        s.nextID.Add(1),
@@ -74,8 +114,11 @@ func (s *Server) subscribe(c echo.Context) error {
 		chunked:   req.ProtoAtLeast(1, 1),
 		since:     time.Now(),
 		remote:    req.RemoteAddr,
+		addr:      addr,
+		admit:     dec.Next,
 		replaying: true,
 	}
+	served = true // released when the conn is reaped
 	for p, ts := range groupByPartition(topics, s.broker.Partitions()) {
 		cn.parts = append(cn.parts, connPart{p: p, topics: ts})
 	}
@@ -83,11 +126,18 @@ func (s *Server) subscribe(c echo.Context) error {
 	s.conns.add(cn)
 	s.stats.ConnsOpened.Add(1)
 
-	if err := cn.writeBlocking(s.appendHead(nil, cn)); err != nil {
+	if err := cn.writeBlocking(s.appendHead(nil, cn, dec.Hint)); err != nil {
 		cn.close(ReasonClientGone)
 		return nil
 	}
-	if s.stopping.Load() || !s.hub.started() {
+	switch {
+	case s.stopping.Load():
+		s.shed(cn, ReasonShutdown)
+		return nil
+	case s.drain.active.Load():
+		s.shed(cn, ReasonDrain)
+		return nil
+	case !s.hub.started():
 		s.shed(cn, ReasonShed)
 		return nil
 	}
@@ -125,9 +175,10 @@ func groupByPartition(topics []string, partitions int) map[int][]string {
 	return m
 }
 
-// appendHead appends the response head and the first frame (the retry
-// hint). The connection is hijacked, so the head is written by hand.
-func (s *Server) appendHead(b []byte, c *conn) []byte {
+// appendHead appends the response head (with the retry cookie) and the
+// first frame, the retry hint. The connection is hijacked, so the head is
+// written by hand.
+func (s *Server) appendHead(b []byte, c *conn, hint time.Duration) []byte {
 	b = append(b, "HTTP/1.1 200 OK\r\n"+
 		"Content-Type: text/event-stream\r\n"+
 		"Cache-Control: no-cache\r\n"+
@@ -135,19 +186,20 @@ func (s *Server) appendHead(b []byte, c *conn) []byte {
 		"X-SSE-Node: "...)
 	b = append(b, s.cfg.NodeID...) // validated: [A-Za-z0-9._-]
 	b = append(b, "\r\n"...)
+	b = s.appendRetryCookie(b, c.admit)
 	if c.chunked {
 		b = append(b, "Transfer-Encoding: chunked\r\n\r\n"...)
 	} else {
 		b = append(b, "Connection: close\r\n\r\n"...)
 	}
 	f := make([]byte, chunkHeadroom, 64)
-	f = sse.AppendRetry(f, s.retryHint().Milliseconds())
+	f = sse.AppendRetry(f, hint.Milliseconds())
 	f = append(f, '\n')
 	return append(b, c.frameChunk(f)...)
 }
 
 // shed ends a stream that should come back later: 200 was already sent, so
-// it gets a random retry hint and the end of the body.
+// it gets a jittered retry hint and the end of the body.
 func (s *Server) shed(c *conn, reason CloseReason) {
 	c.mu.Lock()
 	c.replaying = false
@@ -235,8 +287,11 @@ func (s *Server) startStream(ctx context.Context, c *conn, cursor pubsub.Cursor,
 	}
 	if w.err != nil {
 		reason := ReasonClientGone
-		if errors.Is(w.err, pubsub.ErrUnavailable) || errors.Is(w.err, pubsub.ErrClosed) {
+		switch {
+		case errors.Is(w.err, pubsub.ErrUnavailable) || errors.Is(w.err, pubsub.ErrClosed):
 			reason = ReasonBrokerError
+		case errors.Is(w.err, os.ErrDeadlineExceeded):
+			reason = ReasonWriteTimeout // the client stopped reading its history
 		}
 		s.shed(c, reason)
 		return

@@ -86,7 +86,7 @@ func TestSubscribeDuplicateTopics(t *testing.T) {
 
 func TestStreamHead(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.RetryMin, cfg.RetryMax = 1500*time.Millisecond, 1700*time.Millisecond
+	cfg.Retry.Base, cfg.Retry.Cap = 1700*time.Millisecond, 2*time.Second
 	n := startNode(t, cfg, newMemory(t, pubsub.MemoryConfig{}))
 	const topic = "head"
 	s := n.subscribe(t, streamQuery(topic), "")
@@ -103,12 +103,12 @@ func TestStreamHead(t *testing.T) {
 		t.Errorf("status line %s %s, want HTTP/1.1 200", s.resp.Proto, s.resp.Status)
 	}
 
-	retry, start, live := s.head(t)
-	if retry.Retry < 1500 || retry.Retry > 1700 {
-		t.Errorf("retry %d ms, want within [1500, 1700]", retry.Retry)
+	hint, start, live := s.head(t)
+	if hint.Retry < 0 || hint.Retry > 1700 {
+		t.Errorf("retry %d ms, want within [0, 1700] (attempt 0: full jitter over the base)", hint.Retry)
 	}
-	if retry.HasID {
-		t.Errorf("retry block carries an id %q", retry.ID)
+	if hint.HasID {
+		t.Errorf("retry block carries an id %q", hint.ID)
 	}
 	if len(start) != 0 {
 		t.Fatalf("fresh stream started with events %+v", start)

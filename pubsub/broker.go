@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"context"
+	cryptorand "crypto/rand"
 	"errors"
 	"fmt"
 )
@@ -45,6 +46,13 @@ type Broker interface {
 
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
+
+	// SharedKey returns the secret named name (SharedKeySize random bytes),
+	// the same for every broker sharing the store: created by whichever
+	// asks first, then kept. Nodes sign what any other node must verify
+	// with it (the retry cookie). A store that loses its data (Redis
+	// restarted without persistence) gets a new one.
+	SharedKey(ctx context.Context, name string) ([]byte, error)
 
 	// Close releases the broker's resources.
 	Close() error
@@ -135,4 +143,14 @@ type HistoryGoneError struct {
 
 func (e *HistoryGoneError) Error() string {
 	return fmt.Sprintf("pubsub: history of partition %d gone: %s", e.Partition, e.Reason)
+}
+
+// SharedKeySize is the size of the keys SharedKey returns.
+const SharedKeySize = 32
+
+// newSharedKey returns SharedKeySize random bytes.
+func newSharedKey() []byte {
+	b := make([]byte, SharedKeySize)
+	_, _ = cryptorand.Read(b) // never fails (crypto/rand.Read panics instead)
+	return b
 }

@@ -129,6 +129,9 @@ type Memory struct {
 	// Run drains it before scanning the partitions.
 	wake    chan struct{}
 	done    chan struct{} // closed by Close; ends Run
+
+	keysMu sync.Mutex // guards keys; a leaf
+	keys   map[string][]byte
 	closed  atomic.Bool
 	running atomic.Bool
 }
@@ -619,4 +622,22 @@ func (t *memIdemTable) reset() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.entries, t.fifo, t.head = nil, nil, 0
+}
+
+// SharedKey implements Broker: the key lives as long as the Memory.
+func (m *Memory) SharedKey(ctx context.Context, name string) ([]byte, error) {
+	if m.closed.Load() {
+		return nil, ErrClosed
+	}
+	m.keysMu.Lock()
+	defer m.keysMu.Unlock()
+	k, ok := m.keys[name]
+	if !ok {
+		if m.keys == nil {
+			m.keys = make(map[string][]byte)
+		}
+		k = newSharedKey()
+		m.keys[name] = k
+	}
+	return append([]byte(nil), k...), nil
 }

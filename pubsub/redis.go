@@ -179,6 +179,23 @@ func parseMeta(v string) (epoch string, trimmed Pos, err error) {
 	return e, trimmed, nil
 }
 
+// SharedKey implements Broker: the key is the string <prefix>:key:<name>,
+// set once with SET NX and never expired.
+func (r *Redis) SharedKey(ctx context.Context, name string) ([]byte, error) {
+	key := r.cfg.Prefix + ":key:" + name
+	if err := r.cmd.SetNX(ctx, key, newSharedKey(), 0).Err(); err != nil {
+		return nil, unavailable("shared key", err)
+	}
+	v, err := r.cmd.Get(ctx, key).Bytes()
+	if err != nil {
+		return nil, unavailable("shared key", err)
+	}
+	if len(v) != SharedKeySize {
+		return nil, fmt.Errorf("pubsub: shared key %s holds %d bytes, want %d", key, len(v), SharedKeySize)
+	}
+	return v, nil
+}
+
 // Ping implements Broker.
 func (r *Redis) Ping(ctx context.Context) error {
 	if err := r.cmd.Ping(ctx).Err(); err != nil {

@@ -12,21 +12,28 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/ssecluster/ssecluster/internal/flagenv"
 	"github.com/ssecluster/ssecluster/node"
+	"github.com/ssecluster/ssecluster/node/retry"
 	"github.com/ssecluster/ssecluster/pubsub"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGINT stops at once (every stream gets a hint and is closed); SIGTERM
+	// drains first, and a second SIGTERM stops at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	term := make(chan os.Signal, 2)
+	signal.Notify(term, syscall.SIGTERM)
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, term); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -35,44 +42,55 @@ func main() {
 	}
 }
 
-// options is everything configurable, before it becomes component configs.
+// options is everything configurable: the node's config, bound to flags
+// directly, and what becomes the broker's.
 type options struct {
-	httpAddr, adminAddr, adminToken, publishToken, nodeID string
-	redisURL, redisPrefix                                 string
-	partitions, streamMaxLen                              int
-	idempotencyTTL                                        time.Duration
-	heartbeat, retryMin, retryMax                         time.Duration
-	maxTopics, maxBatch, maxPending                       int
-	maxBody                                               int64
-	cacheTopics, cachePerTopic                            int
-	cacheBytes                                            int64
-	logLevel                                              string
+	node                      node.Config
+	adminAddr, adminToken     string
+	redisURL, redisPrefix     string
+	partitions, streamMaxLen  int
+	idempotencyTTL            time.Duration
+	cookieKey, trustedProxies string
+	logLevel                  string
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
 	o := &options{}
+	n := &o.node
 	fs := flag.NewFlagSet("ssenode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "public HTTP listen address (streams, publish, health)")
+	fs.StringVar(&n.Addr, "http-addr", ":8080", "public HTTP listen address (streams, publish, health)")
 	fs.StringVar(&o.adminAddr, "admin-addr", ":9090", "admin API listen address (reserved for the admin API)")
 	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token of the admin API (reserved for the admin API)")
-	fs.StringVar(&o.publishToken, "publish-token", "", "when set, POST /v1/publish requires Authorization: Bearer <token>")
-	fs.StringVar(&o.nodeID, "node-id", "", "node name in logs and the X-SSE-Node header (default: hostname)")
+	fs.StringVar(&n.PublishToken, "publish-token", "", "when set, POST /v1/publish requires Authorization: Bearer <token>")
+	fs.StringVar(&n.NodeID, "node-id", "", "node name in logs and the X-SSE-Node header (default: hostname)")
 	fs.StringVar(&o.redisURL, "redis-url", "", "Redis URL, e.g. redis://127.0.0.1:6379/0; unset = standalone in-memory broker")
 	fs.StringVar(&o.redisPrefix, "redis-prefix", "sse", "prefix of every Redis key")
 	fs.IntVar(&o.partitions, "partitions", 16, "partition streams topics hash into (fixed per cluster)")
 	fs.IntVar(&o.streamMaxLen, "stream-maxlen", 0, "events retained per partition (0 = 100000 with Redis, 10000 in memory)")
 	fs.DurationVar(&o.idempotencyTTL, "idempotency-ttl", 10*time.Minute, "how long publish idempotency keys are remembered")
-	fs.DurationVar(&o.heartbeat, "heartbeat", 15*time.Second, "longest silence on an idle stream")
-	fs.DurationVar(&o.retryMin, "retry-min", time.Second, "lowest reconnection hint (retry:) sent to clients")
-	fs.DurationVar(&o.retryMax, "retry-max", 5*time.Second, "highest reconnection hint (retry:) sent to clients")
-	fs.IntVar(&o.maxTopics, "max-topics", 32, "most topics per stream")
-	fs.IntVar(&o.maxBatch, "max-batch", 1000, "most events per publish request")
-	fs.Int64Var(&o.maxBody, "max-body-bytes", 1<<20, "largest publish request body")
-	fs.IntVar(&o.maxPending, "max-pending-bytes", 1<<20, "most bytes queued for a stream that reads slowly before it is closed")
-	fs.IntVar(&o.cacheTopics, "cache-topics", 10000, "replay cache: most topics")
-	fs.IntVar(&o.cachePerTopic, "cache-per-topic", 256, "replay cache: most events per topic")
-	fs.Int64Var(&o.cacheBytes, "cache-bytes", 64<<20, "replay cache: most bytes")
+	fs.DurationVar(&n.Heartbeat, "heartbeat-interval", 15*time.Second, "longest silence on an idle stream")
+	fs.DurationVar(&n.Retry.Base, "retry-base", retry.DefaultBase, "retry hints: widest hint of a first attempt (full jitter over [0, min(cap, base*2^attempt)])")
+	fs.DurationVar(&n.Retry.Cap, "retry-cap", retry.DefaultCap, "retry hints: widest hint of any attempt")
+	fs.DurationVar(&n.Retry.HealthyAfter, "retry-healthy-after", 0, "retry hints: stream lifetime that resets the attempt count (default: the cap; at least the cap)")
+	fs.IntVar(&n.Retry.EarlyLimit, "retry-early-limit", retry.DefaultEarlyLimit, "early reconnects in a row answered with a short 200 before 429")
+	fs.BoolVar(&n.Retry.NoJitter, "retry-no-jitter", false, "benchmarks only: every hint exactly min(cap, base*2^attempt), no jitter")
+	fs.StringVar(&o.cookieKey, "retry-cookie-key", "", "secret (16+ bytes) signing the retry cookie, the same on every node (default: a key shared through Redis)")
+	fs.DurationVar(&n.DrainWindow, "drain-window", 30*time.Second, "SIGTERM: streams are closed spread over this window, then the node exits")
+	fs.IntVar(&n.MaxStreams, "max-streams", 0, "most streams of this node (default: the open-file limit minus a tenth)")
+	fs.Float64Var(&n.AdmitRate, "admit-rate", 2000, "new streams admitted per second (token bucket; negative: no limit)")
+	fs.IntVar(&n.AdmitBurst, "admit-burst", 0, "admission bucket size (default: admit-rate)")
+	fs.IntVar(&n.MaxStreamsPerAddr, "max-streams-per-addr", 0, "most streams of one source address (0: no limit)")
+	fs.Float64Var(&n.ConnectRatePerAddr, "connect-rate-per-addr", 0, "new streams per second of one source address (0: no limit)")
+	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For names the source address")
+	fs.DurationVar(&n.DeadPeerTimeout, "dead-peer-timeout", 30*time.Second, "unacknowledged bytes older than this drop the connection (TCP_USER_TIMEOUT)")
+	fs.IntVar(&n.MaxTopics, "max-topics", 32, "most topics per stream")
+	fs.IntVar(&n.MaxBatch, "max-batch", 1000, "most events per publish request")
+	fs.Int64Var(&n.MaxBodyBytes, "max-body-bytes", 1<<20, "largest publish request body")
+	fs.IntVar(&n.MaxPending, "max-pending-bytes", 1<<20, "most bytes queued for a stream that reads slowly before it is closed")
+	fs.IntVar(&n.Cache.Topics, "cache-topics", 10000, "replay cache: most topics")
+	fs.IntVar(&n.Cache.PerTopic, "cache-per-topic", 256, "replay cache: most events per topic")
+	fs.Int64Var(&n.Cache.Bytes, "cache-bytes", 64<<20, "replay cache: most bytes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -83,17 +101,30 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	if err := flagenv.Apply(fs, "", getenv); err != nil {
 		return nil, err
 	}
-	if o.nodeID == "" {
+	if n.NodeID == "" {
 		h, err := os.Hostname()
 		if err != nil || h == "" {
 			h = "node"
 		}
-		o.nodeID = h
+		n.NodeID = h
+	}
+	if o.cookieKey != "" {
+		n.CookieKey = []byte(o.cookieKey)
+	}
+	for p := range strings.SplitSeq(o.trustedProxies, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxies: %w", err)
+		}
+		n.TrustedProxies = append(n.TrustedProxies, prefix)
 	}
 	return o, nil
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, term <-chan os.Signal) error {
 	o, err := parse(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -122,33 +153,44 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer broker.Close()
 
-	srv, err := node.New(node.Config{
-		Addr:         o.httpAddr,
-		NodeID:       o.nodeID,
-		PublishToken: o.publishToken,
-		MaxTopics:    o.maxTopics,
-		Heartbeat:    o.heartbeat,
-		RetryMin:     o.retryMin,
-		RetryMax:     o.retryMax,
-		MaxPending:   o.maxPending,
-		MaxBodyBytes: o.maxBody,
-		MaxBatch:     o.maxBatch,
-		Cache:        node.CacheConfig{Topics: o.cacheTopics, PerTopic: o.cachePerTopic, Bytes: o.cacheBytes},
-		Logger:       log,
-	}, broker)
+	cfg := o.node
+	cfg.Logger = log
+	srv, err := node.New(cfg, broker)
 	if err != nil {
 		return err
 	}
 	log.Info("starting ssenode",
 		"mode", mode,
-		"node_id", o.nodeID,
-		"http_addr", o.httpAddr,
+		"node_id", cfg.NodeID,
+		"http_addr", cfg.Addr,
 		"redis_url", redactURL(o.redisURL),
 		"partitions", o.partitions,
-		"publish_token_set", o.publishToken != "",
-		"heartbeat", o.heartbeat.String(),
-		"retry", o.retryMin.String()+".."+o.retryMax.String(),
+		"publish_token_set", cfg.PublishToken != "",
+		"heartbeat", cfg.Heartbeat.String(),
+		"retry_base", cfg.Retry.Base.String(),
+		"retry_cap", cfg.Retry.Cap.String(),
+		"drain_window", cfg.DrainWindow.String(),
 	)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { // ends with ctx
+		select {
+		case <-ctx.Done():
+			return
+		case <-term:
+		}
+		log.Info("SIGTERM: draining, then stopping (a second SIGTERM stops at once)", "window", cfg.DrainWindow.String())
+		select {
+		case <-srv.Drain(0):
+		case <-term:
+			log.Warn("second SIGTERM: stopping now")
+		case <-ctx.Done():
+		}
+		cancel()
+	})
 	return srv.Run(ctx)
 }
 

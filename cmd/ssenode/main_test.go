@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -19,21 +22,21 @@ func env(m map[string]string) func(string) string {
 
 func TestParseFlagsAndEnv(t *testing.T) {
 	o, err := parse([]string{"-http-addr", "127.0.0.1:1", "-partitions", "8"},
-		env(map[string]string{"HTTP_ADDR": "ignored:2", "REDIS_URL": "redis://x:1/0", "HEARTBEAT": "3s", "NODE_ID": "n1"}), new(bytes.Buffer))
+		env(map[string]string{"HTTP_ADDR": "ignored:2", "REDIS_URL": "redis://x:1/0", "HEARTBEAT_INTERVAL": "3s", "NODE_ID": "n1", "TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1/32"}), new(bytes.Buffer))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.httpAddr != "127.0.0.1:1" {
-		t.Errorf("flag must win over env: http addr %q", o.httpAddr)
+	if o.node.Addr != "127.0.0.1:1" {
+		t.Errorf("flag must win over env: http addr %q", o.node.Addr)
 	}
-	if o.redisURL != "redis://x:1/0" || o.heartbeat != 3*time.Second || o.nodeID != "n1" || o.partitions != 8 {
+	if o.redisURL != "redis://x:1/0" || o.node.Heartbeat != 3*time.Second || o.node.NodeID != "n1" || o.partitions != 8 || len(o.node.TrustedProxies) != 2 {
 		t.Errorf("env not applied: %+v", o)
 	}
 	o, err = parse(nil, env(nil), new(bytes.Buffer))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.httpAddr != ":8080" || o.adminAddr != ":9090" || o.redisURL != "" || o.nodeID == "" {
+	if o.node.Addr != ":8080" || o.adminAddr != ":9090" || o.redisURL != "" || o.node.NodeID == "" || o.node.Retry.Cap != time.Minute {
 		t.Errorf("defaults: %+v", o)
 	}
 }
@@ -47,7 +50,8 @@ func TestParseBadInput(t *testing.T) {
 	}{
 		{"unknown flag", []string{"-nope"}, nil, "flag provided but not defined"},
 		{"bad int flag", []string{"-partitions", "x"}, nil, "invalid value"},
-		{"bad duration env", nil, map[string]string{"HEARTBEAT": "soon"}, "environment HEARTBEAT"},
+		{"bad duration env", nil, map[string]string{"HEARTBEAT_INTERVAL": "soon"}, "environment HEARTBEAT_INTERVAL"},
+		{"bad proxies", nil, map[string]string{"TRUSTED_PROXIES": "10.0.0.0"}, "trusted proxies"},
 		{"bad int env", nil, map[string]string{"MAX_TOPICS": "many"}, "environment MAX_TOPICS"},
 		{"positional", []string{"extra"}, nil, "unexpected arguments"},
 	}
@@ -74,11 +78,13 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"node id", map[string]string{"NODE_ID": "bad id"}, "node id"},
 		{"partitions", map[string]string{"PARTITIONS": "100000"}, "Partitions"},
 		{"redis url", map[string]string{"REDIS_URL": "http://nope"}, "redis url"},
-		{"retry range", map[string]string{"RETRY_MIN": "5s", "RETRY_MAX": "1s"}, "retry range"},
+		{"retry range", map[string]string{"RETRY_BASE": "5s", "RETRY_CAP": "1s"}, "base 5s and cap 1s"},
+		{"healthy below cap", map[string]string{"RETRY_HEALTHY_AFTER": "10s"}, "healthy-after"},
+		{"short cookie key", map[string]string{"RETRY_COOKIE_KEY": "short"}, "cookie key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := run(context.Background(), []string{"-http-addr", "127.0.0.1:0"}, env(tt.env), new(bytes.Buffer))
+			err := run(context.Background(), []string{"-http-addr", "127.0.0.1:0"}, env(tt.env), new(bytes.Buffer), nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("run = %v, want an error containing %q", err, tt.want)
 			}
@@ -110,7 +116,7 @@ func TestRunStandalone(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs safeBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-http-addr", "127.0.0.1:0"}, env(nil), &logs) }()
+	go func() { done <- run(ctx, []string{"-http-addr", "127.0.0.1:0"}, env(nil), &logs, nil) }()
 	listening := regexp.MustCompile(`"msg":"node listening".*"addr":"([^"]+)"`)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -136,5 +142,83 @@ func TestRunStandalone(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"mode":"standalone, in-memory broker`) {
 		t.Fatalf("the log does not say standalone in-memory mode:\n%s", logs.String())
+	}
+}
+
+// waitListening waits for the node's "listening" log line and /readyz 200
+// and returns the address.
+func waitListening(t *testing.T, logs *safeBuffer) string {
+	t.Helper()
+	listening := regexp.MustCompile(`"msg":"node listening".*"addr":"([^"]+)"`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := listening.FindStringSubmatch(logs.String()); m != nil {
+			resp, err := http.Get("http://" + m[1] + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return m[1]
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node not ready; logs:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+}
+
+// TestSIGTERMDrains: the first SIGTERM drains (not ready at once, streams
+// closed with a drain goodbye over the window), then run returns; a second
+// SIGTERM during a long drain stops at once.
+func TestSIGTERMDrains(t *testing.T) {
+	for _, second := range []bool{false, true} {
+		t.Run(map[bool]string{false: "drain", true: "second_sigterm"}[second], func(t *testing.T) {
+			window := "300ms"
+			if second {
+				window = "1h" // only a second SIGTERM can end it
+			}
+			var logs safeBuffer
+			term := make(chan os.Signal, 2)
+			done := make(chan error, 1)
+			go func() {
+				done <- run(context.Background(), []string{"-http-addr", "127.0.0.1:0"}, env(map[string]string{"DRAIN_WINDOW": window}), &logs, term)
+			}()
+			addr := waitListening(t, &logs)
+			resp, err := http.Get("http://" + addr + "/v1/events?topic=t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			term <- syscall.SIGTERM
+			deadline := time.Now().Add(10 * time.Second)
+			for { // readyz turns 503 while the drain runs
+				r, err := http.Get("http://" + addr + "/readyz")
+				if err == nil {
+					r.Body.Close()
+					if r.StatusCode == http.StatusServiceUnavailable {
+						break
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("readyz never turned 503 after SIGTERM")
+				}
+				time.Sleep(10 * time.Millisecond) // polling interval
+			}
+			if second {
+				term <- syscall.SIGTERM
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if err := <-done; err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			want := ": drain\n"
+			if second {
+				want = ": shutdown\n"
+			}
+			if !strings.Contains(string(body), want) || !strings.Contains(string(body), "retry: ") {
+				t.Errorf("stream ended with %q, want a retry hint and %q", body, want)
+			}
+		})
 	}
 }

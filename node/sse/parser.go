@@ -2,12 +2,9 @@ package sse
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"unicode/utf8"
 )
 
 // DefaultMaxLine is the value of Parser.MaxLine when it is left at zero.
@@ -52,7 +49,8 @@ type Event struct {
 
 // Parser reads an event stream as defined by the WHATWG HTML Living
 // Standard §9.2.5 (parsing) and §9.2.6 (interpreting), and reports each
-// block with what a browser would do with it.
+// block with what a browser would do with it. It pulls its input from an
+// io.Reader; Decoder is the same parser for input pushed to it.
 //
 // A Parser is not safe for concurrent use.
 type Parser struct {
@@ -73,15 +71,11 @@ type Parser struct {
 
 	started bool // the BOM check has run
 	skipLF  bool // the last line ended with CR: a leading LF belongs to it
-	noLF    int  // leading buffered bytes known to hold no LF
+	lb      lineBreaks
 	err     error
 
-	line     []byte // a line that spans more than one buffer fill
-	dec      []byte // a line after invalid UTF-8 was replaced
-	data     []byte // the data buffer: each value followed by LF
-	typ      []byte // the event type buffer
-	id       string // the last event ID buffer
-	lastType string // the previous Type, reused to avoid an allocation
+	line []byte // a line that spans more than one buffer fill
+	st   interp
 }
 
 // NewParser returns a Parser reading from r. It buffers r with a
@@ -102,129 +96,48 @@ func (p *Parser) Next() (Event, error) {
 	}
 	if !p.started {
 		p.started = true
-		p.id = p.LastEventID
+		p.st.restart(p.LastEventID)
 		p.skipBOM()
 	}
-	ev := Event{Retry: -1}
-	inBlock := false
-	p.data = p.data[:0]
-	p.typ = p.typ[:0]
+	maxLine := p.maxLine()
 	for {
-		line, err := p.readLine()
+		line, err := p.readLine(maxLine)
 		if err == nil && len(line) > 0 {
-			inBlock = true
-			err = p.field(line, &ev)
+			err = p.st.field(line, maxLine)
 		}
 		if err != nil {
 			p.err = err
 			p.release()
 			return Event{}, err
 		}
-		if len(line) == 0 && inBlock {
-			ev = p.dispatch(ev)
+		if len(line) == 0 && p.st.inBlock {
+			ev := p.event(p.st.end())
 			p.release()
 			return ev, nil
 		}
 	}
 }
 
-// field interprets one non-blank line (§9.2.6).
-func (p *Parser) field(line []byte, ev *Event) error {
-	maxLine := p.maxLine()
-	if !utf8.Valid(line) {
-		p.dec = appendValidUTF8(p.dec[:0], line)
-		line = p.dec
-		if len(line) > maxLine {
-			return ErrLineTooLong
-		}
+// event turns an ended block into an Event, copying what it aliases.
+func (p *Parser) event(b Block) Event {
+	if string(b.ID) != p.LastEventID {
+		p.LastEventID = string(b.ID)
 	}
-	if line[0] == ':' {
-		ev.Comments++
-		return nil
+	ev := Event{
+		ID: p.LastEventID, HasID: b.HasID, Type: b.Type, Retry: b.Retry,
+		Dispatch: b.Dispatch, Comments: b.Comments,
 	}
-	name, value := line, []byte(nil)
-	if i := bytes.IndexByte(line, ':'); i >= 0 {
-		name, value = line[:i], line[i+1:]
-		if len(value) > 0 && value[0] == ' ' {
-			value = value[1:]
-		}
-	}
-	switch string(name) {
-	case "event":
-		p.typ = append(p.typ[:0], value...)
-	case "data":
-		if len(p.data)+len(value) > maxLine {
-			return ErrLineTooLong
-		}
-		p.data = append(p.data, value...)
-		p.data = append(p.data, '\n')
-	case "id":
-		if bytes.IndexByte(value, 0) < 0 {
-			if string(value) != p.id {
-				p.id = string(value)
-			}
-			ev.HasID = true
-		}
-	case "retry":
-		if ms, ok := parseRetry(value); ok {
-			ev.Retry = ms
-		}
-	}
-	return nil
-}
-
-// dispatch ends a block (§9.2.6 "dispatch the event").
-func (p *Parser) dispatch(ev Event) Event {
-	p.LastEventID = p.id
-	ev.ID = p.id
-	if len(p.data) == 0 {
-		return ev
-	}
-	ev.Dispatch = true
-	ev.Data = string(p.data[:len(p.data)-1]) // drop the LF after the last value
-	switch {
-	case len(p.typ) == 0:
-		ev.Type = "message"
-	case string(p.typ) == p.lastType:
-		ev.Type = p.lastType
-	default:
-		p.lastType = string(p.typ)
-		ev.Type = p.lastType
+	if b.Dispatch {
+		ev.Data = string(b.Data)
 	}
 	return ev
 }
 
-// parseRetry reports whether v is all ASCII digits (and not empty) and its
-// value, saturated at MaxInt64.
-func parseRetry(v []byte) (int64, bool) {
-	if len(v) == 0 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := int64(c - '0')
-		if n > (math.MaxInt64-d)/10 {
-			n = math.MaxInt64
-		} else {
-			n = n*10 + d
-		}
-	}
-	return n, true
-}
-
 // release drops buffers that one large event grew.
 func (p *Parser) release() {
-	if cap(p.data) > keepBuf {
-		p.data = nil
-	}
+	p.st.release()
 	if cap(p.line) > keepBuf {
 		p.line = nil
-	}
-	if cap(p.dec) > keepBuf {
-		p.dec = nil
 	}
 }
 
@@ -273,8 +186,7 @@ func (p *Parser) fill() ([]byte, error) {
 // readLine returns the next line without its terminator. CR, LF and CRLF
 // each end a line, also when the LF of a CRLF arrives in a later read. The
 // returned slice may alias the bufio buffer and is valid until the next read.
-func (p *Parser) readLine() ([]byte, error) {
-	maxLine := p.maxLine()
+func (p *Parser) readLine(maxLine int) ([]byte, error) {
 	p.line = p.line[:0]
 	for {
 		buf, err := p.fill()
@@ -295,7 +207,7 @@ func (p *Parser) readLine() ([]byte, error) {
 				}
 			}
 		}
-		i := p.indexLineBreak(buf)
+		i := p.lb.index(buf)
 		if i < 0 {
 			if len(p.line)+len(buf) > maxLine {
 				return nil, ErrLineTooLong
@@ -316,55 +228,4 @@ func (p *Parser) readLine() ([]byte, error) {
 		_, _ = p.r.Discard(i + 1)
 		return line, nil
 	}
-}
-
-// indexLineBreak returns the index of the first CR or LF in b, or -1.
-// It remembers how much of the buffer is known to hold no LF, so a stream
-// that ends its lines with CR alone is not rescanned for LF on every line.
-func (p *Parser) indexLineBreak(b []byte) int {
-	end := len(b)
-	if p.noLF < len(b) {
-		if i := bytes.IndexByte(b[p.noLF:], '\n'); i >= 0 {
-			end = p.noLF + i
-		}
-	}
-	if cr := bytes.IndexByte(b[:end], '\r'); cr >= 0 {
-		p.noLF = end - (cr + 1) // bytes after this CR, before the next LF
-		return cr
-	}
-	p.noLF = 0
-	if end == len(b) {
-		return -1
-	}
-	return end
-}
-
-// appendValidUTF8 appends s to dst with every ill-formed sequence replaced
-// by U+FFFD, one per maximal subpart, as the WHATWG Encoding Standard's
-// UTF-8 decoder does. (strings.ToValidUTF8 replaces a whole run with one
-// U+FFFD, so "\xff\xff" would become one replacement instead of two.)
-func appendValidUTF8(dst, s []byte) []byte {
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			dst = append(dst, c)
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			// The maximal subpart is the longest prefix that could still
-			// start a valid sequence: FullRune is false exactly for those.
-			for k := min(3, len(s)-i); k > 1; k-- {
-				if !utf8.FullRune(s[i : i+k]) {
-					n = k
-					break
-				}
-			}
-			dst = append(dst, "\uFFFD"...)
-		} else {
-			dst = append(dst, s[i:i+n]...)
-		}
-		i += n
-	}
-	return dst
 }

@@ -51,83 +51,86 @@ func (e Event) sticky(id string) Event { e.ID = id; return e }
 func (e Event) retry(ms int64) Event   { e.Retry = ms; return e }
 func (e Event) comments(n int) Event   { e.Comments = n; return e }
 
+// specTests are the spec cases every parser front end must pass (Parser
+// here, Decoder in decoder_test.go).
+var specTests = []struct {
+	name string
+	in   string
+	want []Event
+}{
+	{"simple", "data: hello\n\n", []Event{msg("hello")}},
+	{"two events", "data: a\n\ndata: b\n\n", []Event{msg("a"), msg("b")}},
+	{"data lines joined", "data: a\ndata: b\n\n", []Event{msg("a\nb")}},
+	{"CRLF", "data: a\r\ndata: b\r\n\r\n", []Event{msg("a\nb")}},
+	{"CR", "data: a\rdata: b\r\r", []Event{msg("a\nb")}},
+	{"mixed line ends", "data: a\r\ndata: b\rdata: c\n\n", []Event{msg("a\nb\nc")}},
+	{"CR then CRLF blank", "data: x\r\r\n", []Event{msg("x")}},
+	{"LF CR is two line ends", "data: x\n\rdata: y\n\n", []Event{msg("x"), msg("y")}},
+	{"no space after colon", "data:x\n\n", []Event{msg("x")}},
+	{"only one space removed", "data:  x\n\n", []Event{msg(" x")}},
+	{"tab kept", "data:\tx\n\n", []Event{msg("\tx")}},
+	{"colon in value", "data: a:b: c\n\n", []Event{msg("a:b: c")}},
+	{"no colon is empty value", "data\n\n", []Event{msg("")}},
+	{"two empty data lines", "data\ndata\n\n", []Event{msg("\n")}},
+	{"empty data value fires", "data:\n\n", []Event{msg("")}},
+	{"trailing empty data line", "data: a\ndata:\n\n", []Event{msg("a\n")}},
+	{"space before colon is another field", "data : x\n\n", []Event{block()}},
+	{"names are case-sensitive", "Data: x\n\n", []Event{block()}},
+	{"unknown field ignored", "foo: bar\ndata: x\n\n", []Event{msg("x")}},
+	{"comment", ": hb\n\n", []Event{block().comments(1)}},
+	{"comments counted with data", ":\n: x\ndata: y\n:\n\n", []Event{msg("y").comments(3)}},
+	{"comment looking like field", ":data: x\n\n", []Event{block().comments(1)}},
+	{"event type", "event: add\ndata: 1\n\n", []Event{msg("1").typ("add")}},
+	{"event after data", "data: 1\nevent: add\n\n", []Event{msg("1").typ("add")}},
+	{"last event field wins", "event: a\nevent: b\ndata: 1\n\n", []Event{msg("1").typ("b")}},
+	{"empty event is message", "event\ndata: 1\n\n", []Event{msg("1")}},
+	{"type reset without data", "event: add\n\ndata: x\n\n", []Event{block(), msg("x")}},
+	{"type reset after dispatch", "event: a\ndata: 1\n\ndata: 2\n\n", []Event{msg("1").typ("a"), msg("2")}},
+	{
+		"id sticky then cleared", "id: 1\ndata: a\n\ndata: b\n\nid\ndata: c\n\n",
+		[]Event{msg("a").id("1"), msg("b").sticky("1"), msg("c").id("")},
+	},
+	{"id only block", "id: 7\n\n", []Event{block().id("7")}},
+	{"id keeps spaces", "id:  7 \n\n", []Event{block().id(" 7 ")}},
+	{"id with NUL ignored", "id: 1\n\nid: 2\x003\ndata: x\n\n", []Event{block().id("1"), msg("x").sticky("1")}},
+	{"last id field wins", "id: 1\nid: 2\ndata: x\n\n", []Event{msg("x").id("2")}},
+	{"retry", "retry: 3000\n\n", []Event{block().retry(3000)}},
+	{"retry leading zero is decimal", "retry: 03000\n\n", []Event{block().retry(3000)}},
+	{"retry exponent ignored", "retry: 1e3\n\n", []Event{block()}},
+	{"retry negative ignored", "retry: -5\n\n", []Event{block()}},
+	{"retry trailing space ignored", "retry: 10 \n\n", []Event{block()}},
+	{"retry empty ignored", "retry\nretry:\n\n", []Event{block()}},
+	{"retry overflow saturates", "retry: 99999999999999999999\n\n", []Event{block().retry(math.MaxInt64)}},
+	{"retry last valid wins", "retry: 1\nretry: 2\nretry: x\ndata: d\n\n", []Event{msg("d").retry(2)}},
+	{"retry per block", "retry: 1\n\ndata: d\n\n", []Event{block().retry(1), msg("d")}},
+	{"BOM stripped", "\xEF\xBB\xBFdata: x\n\n", []Event{msg("x")}},
+	{"only one BOM stripped", "\xEF\xBB\xBF\xEF\xBB\xBFdata: x\n\n", []Event{block()}},
+	{"BOM later is data", "data: x\n\n\xEF\xBB\xBFdata: y\n\n", []Event{msg("x"), block()}},
+	{"BOM in value kept", "data: \xEF\xBB\xBFx\n\n", []Event{msg("\uFEFFx")}},
+	{"partial BOM", "\xEF\xBBdata: x\n\n", []Event{block()}},
+	{"UTF-16 BOM not honoured", "\xFE\xFFdata: x\n\n", []Event{block()}},
+	{"invalid bytes one U+FFFD each", "data: \xff\xfe\n\n", []Event{msg("\uFFFD\uFFFD")}},
+	{"truncated sequence one U+FFFD", "data: a\xe2\x82b\n\n", []Event{msg("a\uFFFDb")}},
+	{"truncated at line end", "data: \xe2\x82\n\n", []Event{msg("\uFFFD")}},
+	{"surrogate three U+FFFD", "data: \xed\xa0\x80\n\n", []Event{msg("\uFFFD\uFFFD\uFFFD")}},
+	{
+		// Unicode Standard Table 3-8 (maximal subparts).
+		"unicode table 3-8", "data: \x61\xF1\x80\x80\xE1\x80\xC2\x62\x80\x63\x80\xBF\x64\n\n",
+		[]Event{msg("a\uFFFD\uFFFD\uFFFDb\uFFFDc\uFFFD\uFFFDd")},
+	},
+	{"invalid field name", "dat\xffa: x\n\n", []Event{block()}},
+	{"NUL in data kept", "data: a\x00b\n\n", []Event{msg("a\x00b")}},
+	{"unicode", "data: héllo ✓ 🎉\n\n", []Event{msg("héllo ✓ 🎉")}},
+	{"blank lines only", "\n\n\r\n\r\r", nil},
+	{"leading blank lines", "\n\r\ndata: x\n\n", []Event{msg("x")}},
+	{"empty input", "", nil},
+	{"unterminated block discarded", "data: a\n\ndata: b\n", []Event{msg("a")}},
+	{"unterminated line discarded", "data: a\n\ndata: b", []Event{msg("a")}},
+	{"unterminated id not applied", "id: 1\n\nid: 2\n", []Event{block().id("1")}},
+}
+
 func TestParserSpec(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		want []Event
-	}{
-		{"simple", "data: hello\n\n", []Event{msg("hello")}},
-		{"two events", "data: a\n\ndata: b\n\n", []Event{msg("a"), msg("b")}},
-		{"data lines joined", "data: a\ndata: b\n\n", []Event{msg("a\nb")}},
-		{"CRLF", "data: a\r\ndata: b\r\n\r\n", []Event{msg("a\nb")}},
-		{"CR", "data: a\rdata: b\r\r", []Event{msg("a\nb")}},
-		{"mixed line ends", "data: a\r\ndata: b\rdata: c\n\n", []Event{msg("a\nb\nc")}},
-		{"CR then CRLF blank", "data: x\r\r\n", []Event{msg("x")}},
-		{"LF CR is two line ends", "data: x\n\rdata: y\n\n", []Event{msg("x"), msg("y")}},
-		{"no space after colon", "data:x\n\n", []Event{msg("x")}},
-		{"only one space removed", "data:  x\n\n", []Event{msg(" x")}},
-		{"tab kept", "data:\tx\n\n", []Event{msg("\tx")}},
-		{"colon in value", "data: a:b: c\n\n", []Event{msg("a:b: c")}},
-		{"no colon is empty value", "data\n\n", []Event{msg("")}},
-		{"two empty data lines", "data\ndata\n\n", []Event{msg("\n")}},
-		{"empty data value fires", "data:\n\n", []Event{msg("")}},
-		{"trailing empty data line", "data: a\ndata:\n\n", []Event{msg("a\n")}},
-		{"space before colon is another field", "data : x\n\n", []Event{block()}},
-		{"names are case-sensitive", "Data: x\n\n", []Event{block()}},
-		{"unknown field ignored", "foo: bar\ndata: x\n\n", []Event{msg("x")}},
-		{"comment", ": hb\n\n", []Event{block().comments(1)}},
-		{"comments counted with data", ":\n: x\ndata: y\n:\n\n", []Event{msg("y").comments(3)}},
-		{"comment looking like field", ":data: x\n\n", []Event{block().comments(1)}},
-		{"event type", "event: add\ndata: 1\n\n", []Event{msg("1").typ("add")}},
-		{"event after data", "data: 1\nevent: add\n\n", []Event{msg("1").typ("add")}},
-		{"last event field wins", "event: a\nevent: b\ndata: 1\n\n", []Event{msg("1").typ("b")}},
-		{"empty event is message", "event\ndata: 1\n\n", []Event{msg("1")}},
-		{"type reset without data", "event: add\n\ndata: x\n\n", []Event{block(), msg("x")}},
-		{"type reset after dispatch", "event: a\ndata: 1\n\ndata: 2\n\n", []Event{msg("1").typ("a"), msg("2")}},
-		{
-			"id sticky then cleared", "id: 1\ndata: a\n\ndata: b\n\nid\ndata: c\n\n",
-			[]Event{msg("a").id("1"), msg("b").sticky("1"), msg("c").id("")},
-		},
-		{"id only block", "id: 7\n\n", []Event{block().id("7")}},
-		{"id keeps spaces", "id:  7 \n\n", []Event{block().id(" 7 ")}},
-		{"id with NUL ignored", "id: 1\n\nid: 2\x003\ndata: x\n\n", []Event{block().id("1"), msg("x").sticky("1")}},
-		{"last id field wins", "id: 1\nid: 2\ndata: x\n\n", []Event{msg("x").id("2")}},
-		{"retry", "retry: 3000\n\n", []Event{block().retry(3000)}},
-		{"retry leading zero is decimal", "retry: 03000\n\n", []Event{block().retry(3000)}},
-		{"retry exponent ignored", "retry: 1e3\n\n", []Event{block()}},
-		{"retry negative ignored", "retry: -5\n\n", []Event{block()}},
-		{"retry trailing space ignored", "retry: 10 \n\n", []Event{block()}},
-		{"retry empty ignored", "retry\nretry:\n\n", []Event{block()}},
-		{"retry overflow saturates", "retry: 99999999999999999999\n\n", []Event{block().retry(math.MaxInt64)}},
-		{"retry last valid wins", "retry: 1\nretry: 2\nretry: x\ndata: d\n\n", []Event{msg("d").retry(2)}},
-		{"retry per block", "retry: 1\n\ndata: d\n\n", []Event{block().retry(1), msg("d")}},
-		{"BOM stripped", "\xEF\xBB\xBFdata: x\n\n", []Event{msg("x")}},
-		{"only one BOM stripped", "\xEF\xBB\xBF\xEF\xBB\xBFdata: x\n\n", []Event{block()}},
-		{"BOM later is data", "data: x\n\n\xEF\xBB\xBFdata: y\n\n", []Event{msg("x"), block()}},
-		{"BOM in value kept", "data: \xEF\xBB\xBFx\n\n", []Event{msg("\uFEFFx")}},
-		{"partial BOM", "\xEF\xBBdata: x\n\n", []Event{block()}},
-		{"UTF-16 BOM not honoured", "\xFE\xFFdata: x\n\n", []Event{block()}},
-		{"invalid bytes one U+FFFD each", "data: \xff\xfe\n\n", []Event{msg("\uFFFD\uFFFD")}},
-		{"truncated sequence one U+FFFD", "data: a\xe2\x82b\n\n", []Event{msg("a\uFFFDb")}},
-		{"truncated at line end", "data: \xe2\x82\n\n", []Event{msg("\uFFFD")}},
-		{"surrogate three U+FFFD", "data: \xed\xa0\x80\n\n", []Event{msg("\uFFFD\uFFFD\uFFFD")}},
-		{
-			// Unicode Standard Table 3-8 (maximal subparts).
-			"unicode table 3-8", "data: \x61\xF1\x80\x80\xE1\x80\xC2\x62\x80\x63\x80\xBF\x64\n\n",
-			[]Event{msg("a\uFFFD\uFFFD\uFFFDb\uFFFDc\uFFFD\uFFFDd")},
-		},
-		{"invalid field name", "dat\xffa: x\n\n", []Event{block()}},
-		{"NUL in data kept", "data: a\x00b\n\n", []Event{msg("a\x00b")}},
-		{"unicode", "data: héllo ✓ 🎉\n\n", []Event{msg("héllo ✓ 🎉")}},
-		{"blank lines only", "\n\n\r\n\r\r", nil},
-		{"leading blank lines", "\n\r\ndata: x\n\n", []Event{msg("x")}},
-		{"empty input", "", nil},
-		{"unterminated block discarded", "data: a\n\ndata: b\n", []Event{msg("a")}},
-		{"unterminated line discarded", "data: a\n\ndata: b", []Event{msg("a")}},
-		{"unterminated id not applied", "id: 1\n\nid: 2\n", []Event{block().id("1")}},
-	}
-	for _, tt := range tests {
+	for _, tt := range specTests {
 		t.Run(tt.name, func(t *testing.T) {
 			if ref := refParse([]byte(tt.in), ""); !reflect.DeepEqual(ref, tt.want) {
 				t.Fatalf("reference parser disagrees with the table:\n got %v\nwant %v", fmtEvents(ref), fmtEvents(tt.want))
@@ -159,27 +162,29 @@ func TestParserSplitEverywhere(t *testing.T) {
 	}
 }
 
+// maxLineTests are the MaxLine cases for every parser front end.
+var maxLineTests = []struct {
+	name    string
+	maxLine int
+	in      string
+	want    []Event
+	wantErr error
+}{
+	{"line at limit", 10, "data: 1234\n\n", []Event{msg("1234")}, io.EOF},
+	{"line over limit", 10, "data: 12345\n\n", nil, ErrLineTooLong},
+	{"comment over limit", 4, ": abc\n\n", nil, ErrLineTooLong},
+	{"unterminated line over limit", 4, "data: x", nil, ErrLineTooLong},
+	{"data at limit", 10, "data: 1234\ndata: 1234\n\n", []Event{msg("1234\n1234")}, io.EOF},
+	{"data over limit", 10, "data: 1234\ndata: 1234\ndata: 1234\n\n", nil, ErrLineTooLong},
+	{"error after good events", 10, "data: 1\n\ndata: 12345\n\n", []Event{msg("1")}, ErrLineTooLong},
+	{"replacement growth counted", 10, "data: \xff\xff\n\n", nil, ErrLineTooLong},
+	{"default allows 1 MiB line", 0, "data:" + strings.Repeat("x", DefaultMaxLine-5) + "\n\n",
+		[]Event{msg(strings.Repeat("x", DefaultMaxLine-5))}, io.EOF},
+	{"default refuses 1 MiB + 1", 0, "data:" + strings.Repeat("x", DefaultMaxLine-4) + "\n\n", nil, ErrLineTooLong},
+}
+
 func TestParserMaxLine(t *testing.T) {
-	tests := []struct {
-		name    string
-		maxLine int
-		in      string
-		want    []Event
-		wantErr error
-	}{
-		{"line at limit", 10, "data: 1234\n\n", []Event{msg("1234")}, io.EOF},
-		{"line over limit", 10, "data: 12345\n\n", nil, ErrLineTooLong},
-		{"comment over limit", 4, ": abc\n\n", nil, ErrLineTooLong},
-		{"unterminated line over limit", 4, "data: x", nil, ErrLineTooLong},
-		{"data at limit", 10, "data: 1234\ndata: 1234\n\n", []Event{msg("1234\n1234")}, io.EOF},
-		{"data over limit", 10, "data: 1234\ndata: 1234\ndata: 1234\n\n", nil, ErrLineTooLong},
-		{"error after good events", 10, "data: 1\n\ndata: 12345\n\n", []Event{msg("1")}, ErrLineTooLong},
-		{"replacement growth counted", 10, "data: \xff\xff\n\n", nil, ErrLineTooLong},
-		{"default allows 1 MiB line", 0, "data:" + strings.Repeat("x", DefaultMaxLine-5) + "\n\n",
-			[]Event{msg(strings.Repeat("x", DefaultMaxLine-5))}, io.EOF},
-		{"default refuses 1 MiB + 1", 0, "data:" + strings.Repeat("x", DefaultMaxLine-4) + "\n\n", nil, ErrLineTooLong},
-	}
-	for _, tt := range tests {
+	for _, tt := range maxLineTests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, rd := range readers {
 				if rd.name == "one byte" && len(tt.in) > 1<<16 {

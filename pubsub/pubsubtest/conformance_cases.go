@@ -1,6 +1,8 @@
 package pubsubtest
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -33,6 +35,7 @@ func conformanceCases() []conformanceCase {
 		{name: "range_ahead", run: testRangeAhead},
 		{name: "idempotency", run: testIdempotency},
 		{name: "idempotency_same_batch", run: testIdempotencySameBatch},
+		{name: "shared_key", run: testSharedKey},
 		{name: "close", run: testClose},
 	}
 }
@@ -618,5 +621,26 @@ func testClose(t *testing.T, h *harness) {
 	}
 	if err := h.b.Ping(ctx); !errors.Is(err, pubsub.ErrClosed) {
 		t.Errorf("Ping after Close: %v, want ErrClosed", err)
+	}
+}
+
+// testSharedKey: a name always gives the same key, another name another.
+func testSharedKey(t *testing.T, h *harness) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	a, err := h.b.SharedKey(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := h.b.SharedKey(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.b.SharedKey(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != pubsub.SharedKeySize || !bytes.Equal(a, again) || bytes.Equal(a, b) {
+		t.Errorf("keys a %x, a again %x, b %x: want %d bytes, a stable, b different", a, again, b, pubsub.SharedKeySize)
 	}
 }

@@ -1,0 +1,81 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestResumeOutcomes serves one stream that ends after each connection and
+// answers each resume differently on purpose: exact, duplicate, gap, reset,
+// then nothing. The pool must judge every resume, honour the hint, and
+// count the waits.
+func TestResumeOutcomes(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := conns.Add(1)
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "retry: 10\n\n")
+		event := func(seq int64) {
+			fmt.Fprintf(w, "id: c%d\ndata: %s\n\n", seq, AppendPayload(nil, "load-0", seq, time.Now().UnixNano()))
+		}
+		switch n {
+		case 1:
+			event(1)
+		case 2:
+			event(2) // exact
+		case 3:
+			event(2) // duplicate
+		case 4:
+			event(5) // gap
+		case 5:
+			fmt.Fprint(w, "event: reset\ndata: {}\n\n")
+		default: // hold the stream, send nothing: unverified
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}
+	}))
+	defer srv.Close()
+
+	pool, err := NewPool(Config{URL: srv.URL, Subs: 1, Reconnect: true, Idle: true, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = pool.Run(ctx) })
+	waitFor(t, 10*time.Second, func() error {
+		if n := conns.Load(); n < 6 || pool.Connected() != 1 {
+			return fmt.Errorf("%d connections, %d connected: want the sixth, held", n, pool.Connected())
+		}
+		return nil
+	})
+	cancel()
+	wg.Wait()
+	r := newReport(Config{Reconnect: true})
+	pool.fill(r)
+	r.finalize(nil)
+
+	rc := r.Reconnects
+	want := map[string]int64{"exact": 1, "duplicate": 1, "gap": 1, "reset": 1, "unverified": 1}
+	if fmt.Sprint(rc.Outcomes) != fmt.Sprint(want) || rc.Resumed != 5 {
+		t.Errorf("outcomes %v resumed %d, want %v and 5", rc.Outcomes, rc.Resumed, want)
+	}
+	if rc.Hint.Count() != 5 || rc.Wait.Count() != 5 || rc.TimeToResume.Count() != 5 || rc.Early != 0 {
+		t.Errorf("hints %d waits %d resumes %d early %d, want 5, 5, 5, 0", rc.Hint.Count(), rc.Wait.Count(), rc.TimeToResume.Count(), rc.Early)
+	}
+	if h := rc.Hint.Max(); h < 9*time.Millisecond || h > 11*time.Millisecond {
+		t.Errorf("hint %s, want the server's 10 ms", h)
+	}
+	if w := rc.Wait.Quantile(0); w < rc.Hint.Quantile(0)*999/1000 {
+		t.Errorf("shortest wait %s is below the hint %s", w, rc.Hint.Quantile(0))
+	}
+	if rc.FirstDropUnixNs == 0 || rc.LastResumeUnixNs <= rc.FirstDropUnixNs {
+		t.Errorf("drop/resume bounds %d..%d", rc.FirstDropUnixNs, rc.LastResumeUnixNs)
+	}
+}
