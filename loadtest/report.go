@@ -123,8 +123,8 @@ type PublishStats struct {
 	Topics     int              `json:"topics"`
 	Events     int64            `json:"events"`    // scheduled
 	Published  int64            `json:"published"` // confirmed by the target
-	Failed     int64            `json:"failed"`  // never confirmed, after every retry
-	Retried    int64            `json:"retried"` // events sent again (same idempotency keys) after an unknown outcome
+	Failed     int64            `json:"failed"`    // never confirmed, after every retry
+	Retried    int64            `json:"retried"`   // events sent again (same idempotency keys) after an unknown outcome
 	Requests   int64            `json:"requests"`
 	Errors     map[string]int64 `json:"errors,omitempty"`
 	DurationS  float64          `json:"duration_s"`

@@ -127,11 +127,11 @@ type Memory struct {
 
 	// wake has capacity 1: Publish pokes it without blocking after storing,
 	// Run drains it before scanning the partitions.
-	wake    chan struct{}
-	done    chan struct{} // closed by Close; ends Run
+	wake chan struct{}
+	done chan struct{} // closed by Close; ends Run
 
-	keysMu sync.Mutex // guards keys; a leaf
-	keys   map[string][]byte
+	keysMu  sync.Mutex // guards keys; a leaf
+	keys    map[string][]byte
 	closed  atomic.Bool
 	running atomic.Bool
 }

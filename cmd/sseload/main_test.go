@@ -6,8 +6,8 @@ import (
 	"errors"
 	"flag"
 	"net"
-	"strings"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
