@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need
-# when it is missing (redis-server, haproxy), then runs vet, gofmt, the race
+# when it is missing (redis-server, haproxy, chromium for the admin
+# dashboard's browser test), then runs vet, gofmt, the race
 # tests and short fuzz runs. Tests start their own servers on free loopback
 # ports; nothing here relies on a service started by hand.
 set -euo pipefail
@@ -13,6 +14,7 @@ fi
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "installing: ${missing[*]}"
 	if [ "$(id -u)" -eq 0 ]; then

@@ -1,10 +1,15 @@
 package loadtest
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -77,13 +82,15 @@ func BenchmarkStreamRead(b *testing.B) {
 	}
 }
 
-// BenchmarkSocketRead runs the read path over real loopback sockets: one
-// writer goroutine writes each event to 1,000 connections in turn (as a
-// node fans out) while they are read by the poller, or by a goroutine per
-// stream as before it. One op is one event received. ns/op includes the
-// writer; cpu-ns/event is the whole process's CPU time (user + system,
-// writer included) per event, so the difference between the two modes is
-// the reader's.
+// BenchmarkSocketRead runs the read path over real loopback sockets, as
+// in a fan-out run at a low rate: a writer process (this test binary, see
+// benchWriter) writes each event to 1,000 connections in turn, as a node
+// does, and waits until every stream has it before the next. The streams
+// are read by the poller, or by a goroutine each as before it. One op is
+// one event received; cpu-ns/event is this process's CPU time (user +
+// system) per event: the reader alone, with the kernel's receive path and
+// the ACK that every read sends (on loopback the ACK is also received in
+// the reader's context).
 func BenchmarkSocketRead(b *testing.B) {
 	const conns = 1000
 	for _, mode := range []string{"poller", "goroutine"} {
@@ -96,7 +103,7 @@ func BenchmarkSocketRead(b *testing.B) {
 			p := benchPool(b, conns)
 			var pl *poller
 			if mode == "poller" {
-				if pl, err = newPoller(2); err != nil {
+				if pl, err = newPoller(runtime.GOMAXPROCS(0)); err != nil {
 					b.Skip("no poller:", err)
 				}
 			}
@@ -109,16 +116,30 @@ func BenchmarkSocketRead(b *testing.B) {
 			if pl != nil {
 				wg.Go(func() { pl.run(ctx, p) })
 			}
-			writers := make([]net.Conn, conns)
-			for i := range writers {
-				nc, err := net.Dial("tcp", ln.Addr().String())
+
+			cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+			cmd.Env = append(os.Environ(), benchWriterEnv+"="+ln.Addr().String()+","+strconv.Itoa(conns))
+			cmd.Stderr = os.Stderr
+			toWriter, err := cmd.StdinPipe()
+			if err != nil {
+				b.Fatal(err)
+			}
+			fromWriter, err := cmd.StdoutPipe()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer func() {
+				_ = toWriter.Close() // the writer exits on EOF
+				_ = cmd.Wait()
+			}()
+			for i := range conns {
+				nc, err := ln.Accept()
 				if err != nil {
 					b.Fatal(err)
 				}
-				if writers[i], err = ln.Accept(); err != nil {
-					b.Fatal(err)
-				}
-				defer writers[i].Close()
 				s := &stream{pool: p, key: i, topic: "load-0", onTime: true}
 				s.in.reset(&respBody{chunked: true, length: -1}, "", i)
 				if pl != nil {
@@ -127,29 +148,68 @@ func BenchmarkSocketRead(b *testing.B) {
 					wg.Go(func() { s.readConn(ctx, nc) })
 				}
 			}
+
 			rounds := max(b.N/conns, 1)
-			frame := make([]byte, 0, 256)
-			cpu0 := cpuTime()
+			acks := bufio.NewReader(fromWriter)
+			var cpu time.Duration
 			b.ResetTimer()
-			for seq := int64(1); seq <= int64(rounds); seq++ {
-				frame = sse.AppendChunk(frame[:0], benchEvent(nil, seq, time.Now().UnixNano()))
-				for _, w := range writers {
-					if _, err := w.Write(frame); err != nil {
-						b.Fatal(err)
-					}
+			for round := range rounds {
+				cpu0 := cpuTime()
+				if _, err := toWriter.Write([]byte{'\n'}); err != nil { // write the next event
+					b.Fatal(err)
 				}
-			}
-			start, events := time.Now(), int64(rounds*conns)
-			for p.Delivered() < events {
-				if time.Since(start) > time.Minute {
-					b.Fatalf("delivered %d of %d", p.Delivered(), events)
+				if _, err := acks.ReadByte(); err != nil { // written
+					b.Fatal(err)
 				}
-				time.Sleep(100 * time.Microsecond) // polling for the readers to catch up
+				want := int64((round + 1) * conns)
+				for p.Delivered() < want {
+					time.Sleep(500 * time.Microsecond) // polling: a spin would add its own CPU time
+				}
+				cpu += cpuTime() - cpu0
 			}
 			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed())/float64(events), "ns/event")
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(events), "cpu-ns/event")
+			events := float64(rounds * conns)
+			b.ReportMetric(float64(b.Elapsed())/events, "ns/event")
+			b.ReportMetric(float64(cpu)/events, "cpu-ns/event")
 		})
+	}
+}
+
+// benchWriterEnv makes the test binary the writer of BenchmarkSocketRead:
+// "address,connections".
+const benchWriterEnv = "LOADTEST_BENCH_WRITER"
+
+// benchWriter dials n connections to addr, then for each byte on stdin
+// writes the next event to every connection and answers one byte on
+// stdout. It returns at EOF on stdin.
+func benchWriter(spec string) error {
+	addr, nStr, _ := strings.Cut(spec, ",")
+	n, err := strconv.Atoi(nStr)
+	if err != nil {
+		return fmt.Errorf("writer spec %q: %w", spec, err)
+	}
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		if conns[i], err = net.Dial("tcp", addr); err != nil {
+			return err
+		}
+		defer conns[i].Close()
+	}
+	in := bufio.NewReader(os.Stdin)
+	var frame []byte
+	for seq := int64(1); ; seq++ {
+		if _, err := in.ReadByte(); err != nil {
+			return nil
+		}
+		frame = sse.AppendChunk(frame[:0], benchEvent(nil, seq, time.Now().UnixNano()))
+		for _, c := range conns {
+			if _, err := c.Write(frame); err != nil {
+				return err
+			}
+		}
+		if _, err := os.Stdout.Write([]byte{'\n'}); err != nil {
+			return err
+		}
 	}
 }
 

@@ -6,15 +6,28 @@
 //
 //   - Pool holds N streams over raw TCP (GET /v1/events?topic=...), started
 //     at a fixed ramp rate and bound in turn to several local addresses when
-//     asked (each loopback address has its own ephemeral port range). Each
-//     stream is parsed by node/sse.Parser, the strict WHATWG parser, and
-//     records connect outcome and reason, time to first byte and to the
+//     asked (each loopback address has its own ephemeral port range). On
+//     Linux a few poller loops read every stream's socket (epoll, one
+//     read(2) per wake-up, no allocation per event); the bytes are parsed
+//     by node/sse.Decoder, the strict WHATWG parser in push form. Each
+//     stream records connect outcome and reason, time to first byte and to the
 //     response head, retry hints, comments, id-only blocks, reset events and
 //     every message event. With Config.Reconnect it behaves like a browser's
 //     EventSource: after a drop it waits the last retry hint and reconnects
-//     with Last-Event-ID.
-//   - Publisher posts to POST /v1/publish at a fixed rate, round-robin over
-//     the topics. Each event's data is a Payload: topic, per-topic sequence
+//     with Last-Event-ID and the cookies the target set; each reconnect's
+//     hint, wait, time to resume and outcome (exact, gap, duplicate,
+//     reordered, reset) are recorded (ReconnectStats).
+//   - Generic targets: Config.EventsURL, PublishURL and PublishBody drive
+//     any SSE server; the payload is found in the event data as is, as a
+//     JSON string or inside a larger document.
+//   - Scenarios (Scenario): capacity, fanout, topics, storm (a Storm fault
+//     injected while publishing: a signal to a target process or a shell
+//     command) and run. Config.NodePIDs samples the target's memory and CPU
+//     (NodeStats); Config.AdminURL reads an ssecluster admin API at the
+//     start and end (AdminStats).
+//   - Publisher posts to POST /v1/publish at a fixed rate (or in bursts),
+//     round-robin over the topics, with idempotency keys unique to the run,
+//     so a request whose answer was lost is sent again and stored once. Each event's data is a Payload: topic, per-topic sequence
 //     number and send time, so every stream measures end-to-end latency
 //     (receive time minus send time) and checks its topic's sequence for
 //     gaps, duplicates and reordering (SeqChecker) on its own.
@@ -28,9 +41,9 @@
 //
 // # What it does not do
 //
-// No HTTPS or HTTP/2, no generic (non-ssecluster) publish target, no storm
-// scenario, no admin API figures: see issue 3. It never targets anything
-// but the URL it is given; keep that on loopback.
+// No HTTPS or HTTP/2 (ssecluster nodes speak HTTP/1.1 behind the load
+// balancer; TLS ends there). It never targets anything but the URLs it is
+// given; keep them on loopback.
 //
 // Every loop is bounded: the ramp by Config.Subs, the publisher by Count or
 // Duration, each run as a whole by a time bound derived from its Config
@@ -39,10 +52,12 @@
 // # Goroutines
 //
 //	goroutine                 owner           stops on                                waited by
-//	stream (one per sub)      Pool.Run        Pool.Run's ctx (AfterFunc closes conn)  Pool.Run
+//	stream (one per sub)      Pool.Run        Pool.Run's ctx (its socket is closed)   Pool.Run
+//	poller loop (GOMAXPROCS)  Pool.Run        Pool.Run's ctx (poked via its eventfd)  Pool.Run
 //	first-attempt watcher     Pool.Run        every stream made its first attempt     Pool.Run
 //	publisher connection (K)  Publisher.Run   its channel closed by the scheduler     Publisher.Run
 //	pool / progress           Run             Run's inner ctx, cancelled after drain  Run
+//	storm                     drive           the fault injected, or the run's ctx    drive
 //	timeline sampler          Run*            the pool's ctx (RunWorkers: progress's) Run*, then reads its samples
 //	worker process reader     RunWorkers      the worker process exits                RunWorkers (stopAll)
 //	worker stdin watcher      RunWorker       stdin EOF (the parent closes it)        not waited: the process exits
@@ -50,7 +65,9 @@
 // Run* is Run, RunWorker and RunWorkers (the publishing parent's own
 // sampler). The publisher's scheduler runs in Publisher.Run itself, the
 // ramp in Pool.Run itself. A stream's counters are owned by its goroutine
-// and added to the pool's under Pool.mu when it ends; live figures
-// (delivered, connected) are atomics; latency goes to a histogram sharded
-// over 32 locks.
+// and added to the pool's under Pool.mu when it ends; while a poller loop
+// reads the stream, the loop owns them (the stream's goroutine waits on the
+// connection's done channel, which hands them back). Live figures
+// (delivered, connected) are atomics, added once per loop round; latency
+// goes to a histogram sharded over 32 locks, one shard per loop.
 package loadtest

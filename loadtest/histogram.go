@@ -166,8 +166,11 @@ func (h *Histogram) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// histShards spreads recording over several locks: thousands of stream
-// goroutines record latencies, and one lock would be their meeting point.
+// histShards spreads recording over several locks. Poller loops record
+// into one shard each, so their locks are never contended but by a reader
+// of the whole (progress, timeline); streams read by their own goroutines
+// record into shard key%histShards, where one lock would be the meeting
+// point of thousands of goroutines.
 const histShards = 32
 
 // shardedHist is a Histogram safe for concurrent use.

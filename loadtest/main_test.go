@@ -21,5 +21,12 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if spec := os.Getenv(benchWriterEnv); spec != "" {
+		if err := benchWriter(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "bench writer:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }

@@ -32,3 +32,29 @@ func TestPayload(t *testing.T) {
 		t.Errorf("ParsePayload of the exact form allocates %v times", n)
 	}
 }
+
+// TestPayloadRef checks that the bytes form reads what ParsePayload reads,
+// and the exact form without allocating.
+func TestPayloadRef(t *testing.T) {
+	exact := string(AppendPayload(nil, "load-7", 42, 1767225600123456789))
+	for _, data := range []string{
+		exact,
+		`{ "seq": 3, "topic": "a", "sent_ns": 5 }`,
+		`{"topic":"a","seq":99999999999999999999,"sent_ns":5}`,
+		`{"topic":"a\"b","seq":1,"sent_ns":5}`,
+		`{"topic":"","seq":1,"sent_ns":5}`,
+		`{"topic":"a","seq":1,"sent_ns":5}x`,
+		`hello`,
+		``,
+	} {
+		want, wantOK := ParsePayload(data)
+		got, ok := parsePayloadRef([]byte(data))
+		if ok != wantOK || ok && (string(got.Topic) != want.Topic || got.Seq != want.Seq || got.SentNs != want.SentNs) {
+			t.Errorf("parsePayloadRef(%q) = %q %d %d %v; ParsePayload %+v %v", data, got.Topic, got.Seq, got.SentNs, ok, want, wantOK)
+		}
+	}
+	b := []byte(exact)
+	if n := testing.AllocsPerRun(100, func() { _, _ = parsePayloadRef(b) }); n != 0 {
+		t.Errorf("parsePayloadRef of the exact form allocates %v times", n)
+	}
+}

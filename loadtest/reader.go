@@ -70,18 +70,18 @@ func (c *liveCounts) flush(delivered, onTimeUniq *atomic.Int64) {
 // the stream (see stream): the stream's goroutine, or a poller loop between
 // the stream's registration and the loop's answer on done.
 type wire struct {
-	body   *respBody
-	chunks chunkDecoder
-	left   int64 // body bytes left when the body has a Content-Length
-	dec    sse.Decoder
-	now    int64 // receive time of the bytes being decoded, Unix ns
-	shard  int   // latency histogram shard to record into
-	live   liveCounts
+	chunked bool
+	left    int64 // body bytes left when not chunked; -1: until the connection closes
+	chunks  chunkDecoder
+	dec     sse.Decoder
+	now     int64 // receive time of the bytes being decoded, Unix ns
+	shard   int   // latency histogram shard to record into
+	live    liveCounts
 }
 
 // reset starts a new response body; the decoder resumes from lastID.
 func (w *wire) reset(body *respBody, lastID string, shard int) {
-	w.body, w.chunks, w.left, w.shard = body, chunkDecoder{}, body.length, shard
+	w.chunked, w.left, w.chunks, w.shard = body.chunked, body.length, chunkDecoder{}, shard
 	w.dec.Reset(lastID)
 }
 
@@ -89,7 +89,7 @@ func (w *wire) reset(body *respBody, lastID string, shard int) {
 // payload and whether the body has ended.
 func (w *wire) unframe(b []byte) (payload []byte, done bool, err error) {
 	switch {
-	case w.body.chunked:
+	case w.chunked:
 		return w.chunks.decode(b)
 	case w.left >= 0:
 		n := min(int64(len(b)), w.left)
@@ -102,7 +102,7 @@ func (w *wire) unframe(b []byte) (payload []byte, done bool, err error) {
 // eof returns why the stream ended when the connection reached EOF: a
 // body that was to end by itself and had not is cut short.
 func (w *wire) eof() Reason {
-	if w.body.chunked || w.left > 0 {
+	if w.chunked || w.left > 0 {
 		return ReasonReset // as net/http's io.ErrUnexpectedEOF
 	}
 	return ReasonEOF

@@ -31,13 +31,14 @@ const (
 	ReasonReset                 // the connection was reset or broke
 	ReasonReadError             // any other read error
 	ReasonProtocol              // the stream broke the SSE or HTTP chunked syntax
+	ReasonShed                  // a 200 stream that ended before any id or event: the target shed it with a retry hint
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"none", "refused", "no_local_port", "too_many_files", "dial_timeout", "dial_error",
 	"head_timeout", "http_status", "not_event_stream", "bad_response",
-	"eof", "reset", "read_error", "protocol_error",
+	"eof", "reset", "read_error", "protocol_error", "shed",
 }
 
 func (r Reason) String() string {

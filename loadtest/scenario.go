@@ -50,6 +50,7 @@ func Scenario(name string) (Config, error) {
 	case ScenarioStorm:
 		c.Subs, c.Topics, c.Rate, c.Duration, c.Warmup = 3000, 10, 100, 40*time.Second, 3*time.Second
 		c.Reconnect, c.Drain = true, 15*time.Second
+		c.SampleEvery = 100 * time.Millisecond // the wave's peak connect rate needs a fine timeline
 	case ScenarioRun:
 		c.Subs, c.Rate, c.Duration = 1000, 10, 10*time.Second
 	default:

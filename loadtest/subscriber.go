@@ -26,7 +26,7 @@ import (
 const connBufSize = 512
 
 // Pool holds Config.Subs SSE streams over raw TCP, parses them with
-// sse.Parser and records what each one sees. Create it with NewPool, run it
+// sse.Decoder and records what each one sees. Create it with NewPool, run it
 // with Run; read its figures with Report once Run has returned.
 type Pool struct {
 	cfg      Config
@@ -328,10 +328,17 @@ func (s *stream) run(ctx context.Context) {
 				return // a browser gives up for good on these
 			}
 		} else {
+			before := s.c.idOnly + s.c.events + s.c.resets + s.c.otherEvents
 			reason = s.read(ctx, nc, body)
 			if ctx.Err() != nil {
 				s.c.aliveAtEnd++
 				return
+			}
+			if reason == ReasonEOF && s.c.idOnly+s.c.events+s.c.resets+s.c.otherEvents == before {
+				// A 200 stream that ended before any id or event: the
+				// target shed it (ssecluster: early reconnect, capacity,
+				// admission, draining), telling it when to come back.
+				reason = ReasonShed
 			}
 			s.c.drops[reason]++
 			if !p.cfg.Reconnect {
@@ -386,8 +393,8 @@ func (s *stream) judgeResume(v Verdict, reset bool) {
 }
 
 // connect dials and reads the response head. On success it returns the
-// connection and the (de-chunked) body; the connection is closed when ctx
-// ends, which ends any read on it.
+// connection and its body's framing, with the body bytes that came with
+// the head; read closes the connection, also when ctx ends.
 func (s *stream) connect(ctx context.Context) (net.Conn, *respBody, Reason) {
 	p := s.pool
 	s.c.attempts++

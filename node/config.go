@@ -83,6 +83,15 @@ type Config struct {
 	// Cache bounds the replay cache.
 	Cache CacheConfig
 
+	// SurvivalWindow is how far back connection survival looks (streams
+	// opened within it); default 1 h, at most 24 h.
+	SurvivalWindow time.Duration
+	// SurvivalRecords bounds the streams the survival estimate keeps, at
+	// 16 bytes each; default 262144 (4 MiB). When more open within the
+	// window, the estimate covers only the newest (its window_s says how
+	// far back).
+	SurvivalRecords int
+
 	// ReadHeaderTimeout bounds reading a request's headers; default 10 s.
 	ReadHeaderTimeout time.Duration
 	// MaxHeaderBytes bounds a request's headers; default 64 KiB.
@@ -153,6 +162,10 @@ func (c Config) withDefaults() Config {
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = 64 << 10
 	}
+	def(&c.SurvivalWindow, time.Hour)
+	if c.SurvivalRecords == 0 {
+		c.SurvivalRecords = 1 << 18
+	}
 	if c.Cache.Topics == 0 {
 		c.Cache.Topics = 10000
 	}
@@ -197,6 +210,8 @@ func (c Config) Validate() error {
 	check(c.Cache.Topics < 1 || c.Cache.PerTopic < 1 || c.Cache.Bytes < 1, "cache bounds must be positive")
 	check(c.ReadHeaderTimeout <= 0, "read header timeout must be positive")
 	check(c.MaxHeaderBytes < 1024, "max header bytes %d below 1024", c.MaxHeaderBytes)
+	check(c.SurvivalWindow <= 0 || c.SurvivalWindow > 24*time.Hour, "survival window %s out of range (0, 24h]", c.SurvivalWindow)
+	check(c.SurvivalRecords < 1, "survival records %d must be positive", c.SurvivalRecords)
 	return errors.Join(errs...)
 }
 

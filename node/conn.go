@@ -11,6 +11,7 @@ import (
 
 	"github.com/ssecluster/ssecluster/node/retry"
 	"github.com/ssecluster/ssecluster/node/sse"
+	"github.com/ssecluster/ssecluster/node/survival"
 	"github.com/ssecluster/ssecluster/pubsub"
 )
 
@@ -75,7 +76,8 @@ type conn struct {
 	chunked bool // HTTP/1.1 chunked framing; HTTP/1.0 streams are close-delimited
 	since   time.Time
 	remote  string
-	addr    netip.Addr // the source address its per-address limits count against
+	addr    netip.Addr      // the source address its per-address limits count against
+	life    survival.Handle // its record in the node's lifetime log
 
 	// admit is the retry state the stream was admitted with (what its
 	// cookie says); a goodbye hint never undercuts it. healthy is set once
@@ -95,6 +97,27 @@ type conn struct {
 	flushing  bool   // a flusher goroutine owns the socket; bytes wait in out
 	out       []byte // framed bytes waiting for the socket
 	wrote     bool   // something was written since the last heartbeat sweep
+	closedAt  time.Time
+
+	// Admin figures: events (broker events, live or replayed) and bytes
+	// written to the socket after the response head; pend holds the
+	// publish time (Unix ns) of each live event waiting in out, so its
+	// push latency is taken when it is really written; inflight is what a
+	// flusher is writing now.
+	events   int64
+	bytes    int64
+	pend     []int64
+	inflight int
+
+	// While the handler owns the socket (replaying, not flushing), a close
+	// for a reason of the node's own cannot write its goodbye: closeLocked
+	// stops the handler's writes with a past deadline and sets byeOwed, and
+	// the handler writes the goodbye and closes the socket when it lets go
+	// (letGoLocked). clean says the bytes written so far end at a frame
+	// boundary (the head went out, no write was cut short), so a goodbye
+	// may follow them.
+	byeOwed bool
+	clean   bool
 }
 
 // connPart is the stream's state in one partition.
@@ -123,6 +146,11 @@ type connPart struct {
 type wctx struct {
 	buf []byte
 	rw  rawIO
+	// ts holds the publish time (Unix ns) of each live event in the bytes
+	// the next sendLocked sends; sendLocked consumes it.
+	ts []int64
+	// shard is the push latency recorder shard of this goroutine.
+	shard int
 }
 
 func newWctx() *wctx {
@@ -220,18 +248,26 @@ func (c *conn) frameChunk(buf []byte) []byte {
 	return append(buf, '\r', '\n')[start:]
 }
 
-// sendLocked writes framed bytes, or queues them behind a backlog. c.mu is
-// held.
+// sendLocked writes framed bytes, or queues them behind a backlog. The
+// live events in b are w.ts: their push latency is recorded once they are
+// written, now or by the flusher (a partial write counts all of them as
+// written when the backlog is). c.mu is held.
 func (c *conn) sendLocked(w *wctx, b []byte) {
+	ts := w.ts // read below, before anything appends to w.ts again
+	w.ts = w.ts[:0]
 	if c.closed {
 		return
 	}
 	c.wrote = true
 	if c.replaying || c.flushing {
 		c.queueLocked(b)
+		if !c.closed {
+			c.pend = append(c.pend, ts...)
+		}
 		return
 	}
 	n, err := w.rw.write(c.rc, b)
+	c.bytes += int64(n)
 	if err != nil {
 		c.closeLocked(writeReason(err))
 		return
@@ -239,8 +275,14 @@ func (c *conn) sendLocked(w *wctx, b []byte) {
 	if n < len(b) {
 		c.queueLocked(b[n:])
 		if !c.closed {
+			c.pend = append(c.pend, ts...)
 			c.startFlushLocked()
 		}
+		return
+	}
+	if len(ts) > 0 {
+		c.events += int64(len(ts))
+		c.srv.lat.Record(w.shard, time.Now().UnixNano(), ts)
 	}
 }
 
@@ -280,32 +322,64 @@ func (c *conn) startFlushLocked() {
 func (c *conn) flushLoop() {
 	defer c.srv.flushers.Done()
 	var buf []byte
+	var ts []int64
 	for {
 		c.mu.Lock()
+		// The previous write (if any) succeeded.
+		c.bytes += int64(len(buf))
+		c.events += int64(len(ts))
+		c.inflight = 0
 		if c.closed || len(c.out) == 0 {
 			c.flushing = false
 			if cap(c.out) > 4096 || c.closed {
 				c.out = nil // an idle stream keeps no buffer
 			}
+			if cap(c.pend) > 512 || c.closed {
+				c.pend = nil
+			}
 			c.mu.Unlock()
 			return
 		}
 		buf, c.out = c.out, buf[:0]
+		ts, c.pend = c.pend, ts[:0]
+		c.inflight = len(buf)
 		c.mu.Unlock()
 		if err := c.writeBlocking(buf); err != nil {
 			c.close(blockingWriteReason(err))
 			return
 		}
+		if len(ts) > 0 {
+			c.srv.lat.Record(int(c.id), time.Now().UnixNano(), ts)
+		}
 	}
 }
 
 // writeBlocking writes b with a deadline. Only the goroutine that owns the
-// socket (the handler while replaying, the flusher) may call it.
+// socket (the handler while replaying, the flusher) may call it. It fails
+// at once (net.ErrClosed) once the stream is closed.
 func (c *conn) writeBlocking(b []byte) error {
-	if err := c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout)); err != nil {
+	// The deadline is set under mu, so it never replaces the past deadline
+	// with which closeLocked stops the handler.
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return net.ErrClosed
+	}
+	err := c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	c.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	if _, err := c.nc.Write(b); err != nil {
+	n, err := c.nc.Write(b)
+	c.mu.Lock()
+	switch {
+	case err == nil:
+		c.clean = true
+	case n > 0:
+		c.clean = false // a frame was cut short
+	}
+	c.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	// The deadline must not outlive this write: RawConn.Write checks it
@@ -323,31 +397,73 @@ func (c *conn) close(reason CloseReason) {
 // closeLocked ends the stream. When the socket is free and the reason is
 // ours (not the client's), it first writes a goodbye: a random retry hint
 // and a comment naming the reason, then the end of the chunked body, so the
-// client reconnects after the hint instead of at once. It never blocks and
-// never takes a partition lock (the reaper unregisters the conn).
+// client reconnects after the hint instead of at once. While the handler
+// owns the socket, the handler writes the goodbye when it lets go; while a
+// flusher does (a backlog), the stream ends without one. It never blocks
+// and never takes a partition lock (the reaper unregisters the conn).
 func (c *conn) closeLocked(reason CloseReason) {
 	if c.closed {
 		return
 	}
 	c.closed = true
 	c.reason = reason
-	c.out = nil
-	if reason.goodbye() && !c.replaying && !c.flushing {
-		var rw rawIO
-		rw.init()
-		b := make([]byte, chunkHeadroom, 128)
-		b = c.appendGoodbye(b, reason)
-		b = c.frameChunk(b)
-		if c.chunked {
-			b = append(b, sse.ChunkEnd...)
-		}
-		_, _ = rw.write(c.rc, b)
+	c.closedAt = time.Now()
+	c.out, c.pend = nil, nil
+	switch {
+	case reason.goodbye() && c.replaying && !c.flushing:
+		// The handler owns the socket (head, resets, history): fail its
+		// write in flight and the next ones at once, and leave the
+		// goodbye and the socket to it (letGoLocked).
+		c.byeOwed = true
+		_ = c.nc.SetWriteDeadline(longAgo)
+		c.srv.reap(c)
+		return
+	case reason.goodbye() && !c.replaying && !c.flushing:
+		c.writeGoodbyeLocked()
 	}
+	c.closeSocket()
+	c.srv.reap(c)
+}
+
+// longAgo is a deadline in the past: it fails a blocked write at once.
+var longAgo = time.Unix(1, 0)
+
+// writeGoodbyeLocked writes the goodbye of c.reason without blocking.
+func (c *conn) writeGoodbyeLocked() {
+	var rw rawIO
+	rw.init()
+	b := make([]byte, chunkHeadroom, 128)
+	b = c.appendGoodbye(b, c.reason)
+	b = c.frameChunk(b)
+	if c.chunked {
+		b = append(b, sse.ChunkEnd...)
+	}
+	n, _ := rw.write(c.rc, b)
+	c.bytes += int64(n)
+}
+
+func (c *conn) closeSocket() {
 	if tc, ok := c.nc.(*net.TCPConn); ok {
 		_ = tc.CloseWrite() // FIN after the goodbye, before close
 	}
 	_ = c.nc.Close()
-	c.srv.reap(c)
+}
+
+// letGoLocked ends the handler's ownership of the socket. If the stream
+// was closed meanwhile for a reason of the node's own, it writes the
+// goodbye closeLocked could not (when the stream is at a frame boundary)
+// and closes the socket.
+func (c *conn) letGoLocked() {
+	c.replaying = false
+	if !c.byeOwed {
+		return
+	}
+	c.byeOwed = false
+	_ = c.nc.SetWriteDeadline(time.Time{})
+	if c.clean {
+		c.writeGoodbyeLocked()
+	}
+	c.closeSocket()
 }
 
 // appendGoodbye appends the last frame of a stream the node closes: a

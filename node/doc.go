@@ -33,6 +33,14 @@
 // deadlines, and TCP_USER_TIMEOUT (Config.DeadPeerTimeout) makes the kernel
 // drop a connection whose heartbeat stays unacknowledged.
 //
+// # Admin figures
+//
+// Server.Report and Server.MergeData give a node's counters, connection
+// survival (package survival) and push latency (package latency) for the
+// admin API; report.go says what is counted and with which clocks.
+// Server.Connections, Kick, Topics and TopicInfo (admin_api.go) list and
+// kick streams and describe topics.
+//
 // # Goroutines
 //
 //	goroutine                   owner          stops on                         waited by
@@ -41,6 +49,7 @@
 //	reaper (unregisters conns)  Server.Run     Run's ctx                        Server.Run
 //	retry cookie key loader     Server.Run     key loaded, or Run's ctx         Server.Run
 //	drain                       Server.Run     drain done, or Run's ctx         Server.Run
+//	broker probe (report.go)    Server.Run     Run's ctx                        Server.Run
 //	conn flusher (backlog only) the conn       backlog written, conn closed     Server.Run (flushers WaitGroup)
 //	/v1/events handler          net/http       replay done (then it returns)    Server.Run (handlers WaitGroup)
 //
@@ -50,4 +59,7 @@
 // locks, always in ascending partition order; everything else holds one. The
 // replay cache's lock is a leaf: no other lock is taken while holding it. Closing a conn never takes a partition
 // lock (the reaper unregisters it later), so it is safe under any lock.
+// The push latency recorder (package latency, taken under conn.mu where
+// bytes are written) and the lifetime log (package survival) only take
+// their own locks.
 package node

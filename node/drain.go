@@ -50,6 +50,9 @@ func (s *Server) Drain(window time.Duration) <-chan struct{} {
 	}
 	if s.drain.active.CompareAndSwap(false, true) {
 		s.log.Info("draining", "window", window.String(), "streams", s.conns.len())
+		s.drain.mu.Lock()
+		s.drain.started, s.drain.window = time.Now(), window
+		s.drain.mu.Unlock()
 		s.drain.req <- window // cap 1, first and only send
 	}
 	return s.drain.done
@@ -84,14 +87,16 @@ func (s *Server) drainLoop(ctx context.Context) {
 			close(d.done)
 		}
 	}()
-	start := time.Now()
+	d.mu.Lock()
+	start := d.started
+	d.mu.Unlock()
 	var conns []*conn
 	for i := range registryShards {
 		conns = s.conns.shard(i, conns)
 	}
 	rand.Shuffle(len(conns), func(i, j int) { conns[i], conns[j] = conns[j], conns[i] })
 	d.mu.Lock()
-	d.started, d.window, d.total = start, window, len(conns)
+	d.total = len(conns)
 	d.mu.Unlock()
 	n := len(conns)
 	for i, c := range conns {
@@ -105,10 +110,8 @@ func (s *Server) drainLoop(ctx context.Context) {
 		d.closed++
 		d.mu.Unlock()
 	}
-	if !sleepCtx(ctx, time.Until(start.Add(window))) {
-		return
-	}
-	// Streams that were being set up when the drain began.
+	// Streams that were being set up when the drain began. (With no
+	// stream to close there is nothing to spread: the drain is over.)
 	s.closeAll(ReasonDrain)
 	s.log.Info("drained", "streams", n, "took", time.Since(start).Round(time.Millisecond).String())
 	finished = true

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ssecluster/ssecluster/node/sse"
 	"github.com/ssecluster/ssecluster/pubsub"
@@ -21,6 +22,9 @@ type hub struct {
 	// fanOutMin is the number of streams per fan-out worker below which one
 	// goroutine writes a whole batch (defaultFanOutMin; tests lower it).
 	fanOutMin int
+	// readLag is how old (ns) the newest event of the last batch was when
+	// the hub received it; see BrokerStatus.ReadLagMs.
+	readLag atomic.Int64
 }
 
 var _ pubsub.Handler = (*hub)(nil)
@@ -70,6 +74,17 @@ type frameRef struct {
 	pos     pubsub.Pos
 	frame   []byte // "id: <event id>\n" + body + "\n"
 	bodyOff int    // frame[bodyOff:] is the body + "\n", for streams with their own id line
+	ts      int64  // publish time, Unix ns (see publishTime)
+}
+
+// publishTime is when ev was published, Unix ns: its ts field, or, for
+// entries written without one (plain XADDs from other publishers), the
+// millisecond of its stream ID (the store's clock when it was stored).
+func publishTime(ev *pubsub.Event) int64 {
+	if ev.Time > 0 {
+		return ev.Time
+	}
+	return int64(ev.ID.Pos.Ms) * int64(time.Millisecond)
 }
 
 func newHub(log *slog.Logger, partitions int, cache *replayCache, stats *Stats) *hub {
@@ -78,7 +93,10 @@ func newHub(log *slog.Logger, partitions int, cache *replayCache, stats *Stats) 
 	for p := range h.parts {
 		part := &partition{p: p, topics: make(map[string][]subRef), ready: make(chan struct{}), ws: make([]*wctx, workers)}
 		for i := range part.ws {
+			// Fan-out worker i of partition p records push latency on its
+			// own shard (modulo the recorder's shards).
 			part.ws[i] = newWctx()
+			part.ws[i].shard = p*workers + i
 		}
 		part.w = part.ws[0]
 		h.parts[p] = part
@@ -191,7 +209,7 @@ func (h *hub) Deliver(p int, evs []pubsub.Event) {
 		}
 		h.cache.add(ev.ID, ev.Topic, frame, bodyOff)
 		fi := int32(len(part.frames))
-		part.frames = append(part.frames, frameRef{pos: ev.ID.Pos, frame: frame, bodyOff: bodyOff})
+		part.frames = append(part.frames, frameRef{pos: ev.ID.Pos, frame: frame, bodyOff: bodyOff, ts: publishTime(ev)})
 		for _, s := range part.topics[ev.Topic] {
 			cp := &s.c.parts[s.k]
 			if !cp.floor.Less(ev.ID.Pos) {
@@ -211,6 +229,9 @@ func (h *hub) Deliver(p int, evs []pubsub.Event) {
 			g := &part.groups[cp.batchIdx]
 			g.evs = append(g.evs, fi)
 		}
+	}
+	if n := len(evs); n > 0 {
+		h.readLag.Store(time.Now().UnixNano() - publishTime(&evs[n-1]))
 	}
 	h.stats.Deliveries.Add(h.fanOut(part))
 	if n := len(evs); n > 0 {
@@ -257,9 +278,11 @@ func writeGroups(frames []frameRef, groups []group, w *wctx) int64 {
 			single := len(c.parts) == 1
 			cp := &c.parts[g.k]
 			b := w.buf[:chunkHeadroom]
+			w.ts = w.ts[:0]
 			for _, fi := range g.evs {
 				f := &frames[fi]
 				cp.cur = f.pos
+				w.ts = append(w.ts, f.ts)
 				if single {
 					b = append(b, f.frame...)
 				} else {
@@ -309,7 +332,7 @@ type registration struct {
 // c.parts is sorted). Registering one partition at a time would let a live
 // event of the first carry a cursor naming a partition not yet registered.
 // floors[k] applies to c.parts[k]. It reports false if a partition has not
-// started yet.
+// started yet, or c is closed.
 func (h *hub) register(c *conn, floors []regFloor) ([]registration, bool) {
 	for k := range c.parts {
 		h.parts[c.parts[k].p].mu.Lock()
@@ -326,6 +349,12 @@ func (h *hub) register(c *conn, floors []regFloor) ([]registration, bool) {
 	}
 	regs := make([]registration, len(c.parts))
 	c.mu.Lock()
+	if c.closed {
+		// Closed while it was being set up: the reaper may have
+		// unregistered it already, so it must not be registered now.
+		c.mu.Unlock()
+		return nil, false
+	}
 	for k := range c.parts {
 		cp := &c.parts[k]
 		part := h.parts[cp.p]

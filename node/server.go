@@ -14,7 +14,9 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/time/rate"
 
+	"github.com/ssecluster/ssecluster/node/latency"
 	"github.com/ssecluster/ssecluster/node/retry"
+	"github.com/ssecluster/ssecluster/node/survival"
 	"github.com/ssecluster/ssecluster/pubsub"
 )
 
@@ -28,6 +30,14 @@ type Server struct {
 	cache  *replayCache
 	conns  *registry
 	stats  Stats
+
+	// Measurements for the admin API (report.go).
+	started time.Time
+	version string
+	mode    string
+	lat     *latency.Recorder // push latency of live deliveries
+	life    *survival.Log     // stream lifetimes
+	probe   brokerProbe
 
 	nextID   atomic.Uint64
 	stopping atomic.Bool // shutdown began: not ready, new streams shed
@@ -67,6 +77,9 @@ func New(cfg Config, b pubsub.Broker) (*Server, error) {
 	}
 	if cfg.AdmitRate > 0 {
 		s.admitLim = rate.NewLimiter(rate.Limit(cfg.AdmitRate), cfg.AdmitBurst)
+	}
+	if err := s.initReport(); err != nil {
+		return nil, err
 	}
 	s.cache = newReplayCache(cfg.Cache, b.Partitions())
 	s.hub = newHub(s.log, b.Partitions(), s.cache, &s.stats)
@@ -127,6 +140,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Go(func() { s.sweep(ctx) })
 	wg.Go(func() { s.loadCookieKey(ctx) })
 	wg.Go(func() { s.drainLoop(ctx) })
+	wg.Go(func() { s.probeLoop(ctx) })
 	reaperCtx, stopReaper := context.WithCancel(context.Background())
 	defer stopReaper()
 	wg.Go(func() { s.reapLoop(reaperCtx) })
@@ -210,6 +224,7 @@ func (s *Server) reapNow() {
 		s.hub.unregister(c)
 		s.conns.remove(c)
 		s.addrs.release(c.addr)
+		s.life.CloseAt(c.life, uint8(c.reason), c.closedAt) // before the counter: a report showing the close has it in both
 		s.stats.Closed[c.reason].Add(1)
 	}
 }
@@ -250,7 +265,9 @@ func (s *Server) ready(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if err := s.broker.Ping(ctx); err != nil {
+	err := s.broker.Ping(ctx)
+	s.probe.set(err == nil, time.Now())
+	if err != nil {
 		// Not echoed: /readyz is public and the cause names Redis's address.
 		s.log.Debug("not ready", "err", err)
 		return errors.New("broker unreachable")

@@ -115,6 +115,7 @@ func (s *Server) subscribe(c echo.Context) error {
 		since:     time.Now(),
 		remote:    req.RemoteAddr,
 		addr:      addr,
+		life:      s.life.Open(), // before the conn is visible: the reaper reads it
 		admit:     dec.Next,
 		replaying: true,
 	}
@@ -127,7 +128,7 @@ func (s *Server) subscribe(c echo.Context) error {
 	s.stats.ConnsOpened.Add(1)
 
 	if err := cn.writeBlocking(s.appendHead(nil, cn, dec.Hint)); err != nil {
-		cn.close(ReasonClientGone)
+		s.shed(cn, ReasonClientGone)
 		return nil
 	}
 	switch {
@@ -202,7 +203,7 @@ func (s *Server) appendHead(b []byte, c *conn, hint time.Duration) []byte {
 // it gets a jittered retry hint and the end of the body.
 func (s *Server) shed(c *conn, reason CloseReason) {
 	c.mu.Lock()
-	c.replaying = false
+	c.letGoLocked()
 	c.closeLocked(reason)
 	c.mu.Unlock()
 }
@@ -298,11 +299,11 @@ func (s *Server) startStream(ctx context.Context, c *conn, cursor pubsub.Cursor,
 	}
 	// Live: whatever fan-out queued meanwhile follows the history.
 	c.mu.Lock()
-	c.replaying = false
+	c.letGoLocked()
 	if len(c.out) > 0 && !c.closed {
 		c.startFlushLocked()
 	} else {
-		c.out = nil
+		c.out, c.pend = nil, nil
 	}
 	c.mu.Unlock()
 }
@@ -360,6 +361,7 @@ func (s *Server) replay(ctx context.Context, w *streamWriter, rv []pubsub.ID, k 
 				w.buf = appendCursorLine(w.buf, rv)
 				w.buf = append(w.buf, e.frame[e.bodyOff:]...)
 			}
+			w.evs++
 			w.event()
 		}
 		s.stats.Replayed.Add(int64(len(evs)))
@@ -394,6 +396,7 @@ func (s *Server) replay(ctx context.Context, w *streamWriter, rv []pubsub.ID, k 
 				w.buf = appendCursorLine(w.buf, rv)
 				w.buf = append(w.buf, frame[bodyOff:]...)
 			}
+			w.evs++
 			w.event()
 		}
 		s.stats.Replayed.Add(int64(len(evs)))
@@ -408,11 +411,14 @@ func (s *Server) replay(ctx context.Context, w *streamWriter, rv []pubsub.ID, k 
 	return "", w.err
 }
 
-// streamWriter batches the handler's writes during a resume.
+// streamWriter batches the handler's writes during a resume. Replayed
+// events count in the conn's events and bytes, not in push latency (their
+// publish time is history, not how late the node is).
 type streamWriter struct {
 	c    *conn
 	regs []pubsub.ID // registration point of each partition
 	buf  []byte      // chunkHeadroom, then payload
+	evs  int64       // events in buf
 	err  error
 }
 
@@ -425,9 +431,16 @@ func (w *streamWriter) event() {
 
 func (w *streamWriter) flush() {
 	if w.err == nil && len(w.buf) > chunkHeadroom {
-		w.err = w.c.writeBlocking(w.c.frameChunk(w.buf))
+		b := w.c.frameChunk(w.buf)
+		if w.err = w.c.writeBlocking(b); w.err == nil {
+			w.c.mu.Lock()
+			w.c.bytes += int64(len(b))
+			w.c.events += w.evs
+			w.c.mu.Unlock()
+		}
 	}
 	w.buf = w.buf[:chunkHeadroom]
+	w.evs = 0
 }
 
 // resets writes a reset event for every topic of partition k and moves the

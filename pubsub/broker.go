@@ -44,6 +44,12 @@ type Broker interface {
 	// last event ever stored in it (zero when empty).
 	Head(ctx context.Context, p int) (ID, error)
 
+	// Retained returns what partition p holds, read at one instant: its
+	// current epoch, the positions of its oldest and newest entries (both
+	// zero when it holds none; Last is what Head returns) and how many
+	// entries it holds. First is the oldest event a Range can still return.
+	Retained(ctx context.Context, p int) (Retention, error)
+
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 
@@ -100,6 +106,17 @@ type RangeQuery struct {
 	Topics []string
 	// Limit bounds how many entries are scanned (not returned); <= 0 means 1000.
 	Limit int
+}
+
+// Retention is the history one partition holds (see Broker.Retained).
+type Retention struct {
+	Partition int
+	Epoch     string
+	// First and Last are the positions of the oldest and newest entries
+	// held; both zero when the partition holds none.
+	First, Last Pos
+	// Len is the number of entries held (all topics of the partition).
+	Len int64
 }
 
 // Message is an event as a publisher submits it.

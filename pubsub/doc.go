@@ -25,7 +25,7 @@
 //
 // # Concurrency
 //
-// Publish, Range, Head and Ping are safe for concurrent use. Run may be called
+// Publish, Range, Head, Retained and Ping are safe for concurrent use. Run may be called
 // once; it owns the reader goroutines and returns only after they have
 // stopped. Close releases connections and may be called once Run returned.
 package pubsub

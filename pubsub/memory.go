@@ -497,6 +497,24 @@ func (m *Memory) Head(ctx context.Context, p int) (ID, error) {
 	return ID{Partition: p, Epoch: pt.epoch, Pos: pt.last}, nil
 }
 
+// Retained implements Broker.Retained.
+func (m *Memory) Retained(ctx context.Context, p int) (Retention, error) {
+	if m.closed.Load() {
+		return Retention{}, ErrClosed
+	}
+	if err := m.checkPartition(p); err != nil {
+		return Retention{}, err
+	}
+	pt := &m.parts[p]
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	r := Retention{Partition: p, Epoch: pt.epoch}
+	if first, end := pt.heldLocked(); end > first {
+		r.First, r.Last, r.Len = pt.atLocked(first).ID.Pos, pt.last, int64(end-first)
+	}
+	return r, nil
+}
+
 func (m *Memory) checkPartition(p int) error {
 	if p < 0 || p >= len(m.parts) {
 		return fmt.Errorf("pubsub: partition %d not in [0, %d)", p, len(m.parts))

@@ -125,3 +125,53 @@ func (r *Redis) Head(ctx context.Context, p int) (ID, error) {
 		return id, nil
 	}
 }
+
+// Retained implements Broker with one MULTI/EXEC: the meta key (epoch), the
+// first and last entries and XLEN. A partition without an epoch gets one.
+func (r *Redis) Retained(ctx context.Context, p int) (Retention, error) {
+	if p < 0 || p >= r.cfg.Partitions {
+		return Retention{}, fmt.Errorf("pubsub: partition %d out of range", p)
+	}
+	key := r.streamKey(p)
+	for attempt := 0; ; attempt++ {
+		var meta *redis.StringCmd
+		var first, last *redis.XMessageSliceCmd
+		var n *redis.IntCmd
+		_, err := r.cmd.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			meta = pipe.Get(ctx, r.metaKey(p))
+			first = pipe.XRangeN(ctx, key, "-", "+", 1)
+			last = pipe.XRevRangeN(ctx, key, "+", "-", 1)
+			n = pipe.XLen(ctx, key)
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return Retention{}, unavailable("retained", err)
+		}
+		raw, err := meta.Result()
+		if errors.Is(err, redis.Nil) {
+			if attempt > 0 {
+				return Retention{}, fmt.Errorf("%w: partition %d has no epoch", ErrUnavailable, p)
+			}
+			if err := r.ensureEpoch(ctx, p); err != nil {
+				return Retention{}, err
+			}
+			continue
+		}
+		epoch, _, err := parseMeta(raw)
+		if err != nil {
+			return Retention{}, err
+		}
+		ret := Retention{Partition: p, Epoch: epoch, Len: n.Val()}
+		for _, x := range []struct {
+			cmd *redis.XMessageSliceCmd
+			dst *Pos
+		}{{first, &ret.First}, {last, &ret.Last}} {
+			if l := x.cmd.Val(); len(l) > 0 {
+				if *x.dst, err = ParsePos(l[0].ID); err != nil {
+					return Retention{}, fmt.Errorf("pubsub: partition %d has id %q: %w", p, l[0].ID, err)
+				}
+			}
+		}
+		return ret, nil
+	}
+}

@@ -173,6 +173,7 @@ func flags(o *options, scenario string, stderr io.Writer) (*flag.FlagSet, error)
 	fs.DurationVar(&c.HeadTimeout, "head-timeout", loadtest.DefaultHeadTimeout, "timeout for connect plus response head (and publish requests)")
 	fs.StringVar(&o.readyFile, "ready-file", "", "write the number of established streams to this file once every stream made its first attempt")
 	fs.DurationVar(&o.progress, "progress", 5*time.Second, "progress line interval on stderr (0: none)")
+	fs.DurationVar(&c.SampleEvery, "sample-every", cmpOr(preset.SampleEvery, loadtest.DefaultSampleEvery), "timeline period (charts, peak connect rate); storm waves want 100ms")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
 	fs.StringVar(&o.cpuProf, "cpuprofile", "", "write a CPU profile of this process (not of workers) to this file")
 	return fs, nil

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ssecluster/ssecluster/admin"
 	"github.com/ssecluster/ssecluster/internal/flagenv"
 	"github.com/ssecluster/ssecluster/node"
 	"github.com/ssecluster/ssecluster/node/retry"
@@ -47,6 +48,7 @@ func main() {
 type options struct {
 	node                      node.Config
 	adminAddr, adminToken     string
+	adminInterval, adminTTL   time.Duration
 	redisURL, redisPrefix     string
 	partitions, streamMaxLen  int
 	idempotencyTTL            time.Duration
@@ -60,8 +62,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs := flag.NewFlagSet("ssenode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&n.Addr, "http-addr", ":8080", "public HTTP listen address (streams, publish, health)")
-	fs.StringVar(&o.adminAddr, "admin-addr", ":9090", "admin API listen address (reserved for the admin API)")
-	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token of the admin API (reserved for the admin API)")
+	fs.StringVar(&o.adminAddr, "admin-addr", ":9090", "admin API listen address (keep it off the public load balancer)")
+	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token of the admin API; unset: the admin API listens on 127.0.0.1 only")
+	fs.DurationVar(&o.adminInterval, "admin-report-interval", 2*time.Second, "how often the node publishes its admin report to the cluster registry")
+	fs.DurationVar(&o.adminTTL, "admin-report-ttl", 10*time.Second, "how long a published report lives: a node that stops publishing leaves the cluster view after it")
 	fs.StringVar(&n.PublishToken, "publish-token", "", "when set, POST /v1/publish requires Authorization: Bearer <token>")
 	fs.StringVar(&n.NodeID, "node-id", "", "node name in logs and the X-SSE-Node header (default: hostname)")
 	fs.StringVar(&o.redisURL, "redis-url", "", "Redis URL, e.g. redis://127.0.0.1:6379/0; unset = standalone in-memory broker")
@@ -159,6 +163,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	var registry admin.Registry = admin.NewLocalRegistry()
+	if o.redisURL != "" {
+		rr, err := admin.NewRedisRegistry(admin.RedisRegistryConfig{URL: o.redisURL, Prefix: o.redisPrefix})
+		if err != nil {
+			return err
+		}
+		defer rr.Close()
+		registry = rr
+	}
+	adm, err := admin.New(admin.Config{
+		Addr: o.adminAddr, Token: o.adminToken, NodeID: cfg.NodeID,
+		Interval: o.adminInterval, TTL: o.adminTTL, Logger: log,
+	}, srv, registry)
+	if err != nil {
+		return err
+	}
 	log.Info("starting ssenode",
 		"mode", mode,
 		"node_id", cfg.NodeID,
@@ -166,6 +186,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		"redis_url", redactURL(o.redisURL),
 		"partitions", o.partitions,
 		"publish_token_set", cfg.PublishToken != "",
+		"admin_addr", adm.Addr(),
+		"admin_token_set", o.adminToken != "",
 		"heartbeat", cfg.Heartbeat.String(),
 		"retry_base", cfg.Retry.Base.String(),
 		"retry_cap", cfg.Retry.Cap.String(),
@@ -191,7 +213,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		cancel()
 	})
-	return srv.Run(ctx)
+	// The admin API lives as long as the node; a failure of either stops
+	// both.
+	var adminErr error
+	wg.Go(func() {
+		if adminErr = adm.Run(ctx); adminErr != nil {
+			cancel()
+		}
+	})
+	err = srv.Run(ctx)
+	cancel() // the goroutines above end with ctx, also when Run failed
+	wg.Wait()
+	return errors.Join(err, adminErr)
 }
 
 // redactURL hides the password of a Redis URL.

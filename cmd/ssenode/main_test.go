@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -81,10 +82,11 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"retry range", map[string]string{"RETRY_BASE": "5s", "RETRY_CAP": "1s"}, "base 5s and cap 1s"},
 		{"healthy below cap", map[string]string{"RETRY_HEALTHY_AFTER": "10s"}, "healthy-after"},
 		{"short cookie key", map[string]string{"RETRY_COOKIE_KEY": "short"}, "cookie key"},
+		{"admin ttl below interval", map[string]string{"ADMIN_REPORT_TTL": "1s", "ADMIN_REPORT_INTERVAL": "2s"}, "admin: ttl"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := run(context.Background(), []string{"-http-addr", "127.0.0.1:0"}, env(tt.env), new(bytes.Buffer), nil)
+			err := run(context.Background(), []string{"-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, env(tt.env), new(bytes.Buffer), nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("run = %v, want an error containing %q", err, tt.want)
 			}
@@ -116,7 +118,9 @@ func TestRunStandalone(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs safeBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-http-addr", "127.0.0.1:0"}, env(nil), &logs, nil) }()
+	go func() {
+		done <- run(ctx, []string{"-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, env(nil), &logs, nil)
+	}()
 	listening := regexp.MustCompile(`"msg":"node listening".*"addr":"([^"]+)"`)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -182,7 +186,7 @@ func TestSIGTERMDrains(t *testing.T) {
 			term := make(chan os.Signal, 2)
 			done := make(chan error, 1)
 			go func() {
-				done <- run(context.Background(), []string{"-http-addr", "127.0.0.1:0"}, env(map[string]string{"DRAIN_WINDOW": window}), &logs, term)
+				done <- run(context.Background(), []string{"-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, env(map[string]string{"DRAIN_WINDOW": window}), &logs, term)
 			}()
 			addr := waitListening(t, &logs)
 			resp, err := http.Get("http://" + addr + "/v1/events?topic=t")
@@ -220,5 +224,110 @@ func TestSIGTERMDrains(t *testing.T) {
 				t.Errorf("stream ended with %q, want a retry hint and %q", body, want)
 			}
 		})
+	}
+}
+
+// startRun runs the command with args and env until the test ends, and
+// returns its logs and the node's and admin API's addresses once both
+// listen and the node is ready.
+func startRun(t *testing.T, args []string, environ map[string]string) (logs *safeBuffer, nodeAddr, adminAddr string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs = new(safeBuffer)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, env(environ), logs, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	nodeAddr = waitListening(t, logs)
+	adminRe := regexp.MustCompile(`"msg":"admin listening".*"addr":"([^"]+)"`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := adminRe.FindStringSubmatch(logs.String()); m != nil {
+			return logs, nodeAddr, m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin API not listening; logs:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+}
+
+func adminGet(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// The admin API runs beside the node, behind ADMIN_TOKEN, and stops with it.
+func TestRunServesAdmin(t *testing.T) {
+	logs, _, admin := startRun(t, []string{"-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-node-id", "n7"},
+		map[string]string{"ADMIN_TOKEN": "tok-123"})
+	if st, body := adminGet(t, "http://"+admin+"/admin/v1/node", "tok-123"); st != http.StatusOK || !strings.Contains(body, `"node_id":"n7"`) {
+		t.Errorf("GET /admin/v1/node = %d %s", st, body)
+	}
+	if st, body := adminGet(t, "http://"+admin+"/admin/v1/nodes", "tok-123"); st != http.StatusOK || !strings.Contains(body, `"nodes":1`) {
+		t.Errorf("GET /admin/v1/nodes = %d %s", st, body)
+	}
+	if st, _ := adminGet(t, "http://"+admin+"/admin/v1/node", ""); st != http.StatusUnauthorized {
+		t.Errorf("without the token: %d, want 401", st)
+	}
+	if strings.Contains(logs.String(), "tok-123") {
+		t.Error("the token is in the logs")
+	}
+}
+
+// Without ADMIN_TOKEN the admin API listens on loopback only, and says so.
+func TestRunAdminLoopbackWithoutToken(t *testing.T) {
+	logs, _, admin := startRun(t, []string{"-http-addr", "127.0.0.1:0", "-admin-addr", "0.0.0.0:0"}, nil)
+	if !strings.HasPrefix(admin, "127.0.0.1:") {
+		t.Errorf("admin API on %s, want 127.0.0.1", admin)
+	}
+	if !strings.Contains(logs.String(), "loopback only") {
+		t.Errorf("the log does not say the admin API is loopback only:\n%s", logs.String())
+	}
+	if st, _ := adminGet(t, "http://"+admin+"/admin/v1/node", ""); st != http.StatusOK {
+		t.Errorf("GET /admin/v1/node = %d, want 200", st)
+	}
+}
+
+// An admin API that cannot listen stops the node: run returns the error.
+func TestRunAdminListenFails(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(context.Background(), []string{"-http-addr", "127.0.0.1:0", "-admin-addr", ln.Addr().String()},
+			env(map[string]string{"ADMIN_TOKEN": "t"}), new(safeBuffer), nil)
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "admin: listen") {
+			t.Fatalf("run = %v, want the admin listen error", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return")
+	}
+	err = run(context.Background(), []string{"-http-addr", "127.0.0.1:0", "-admin-addr", "nope"}, env(nil), new(bytes.Buffer), nil)
+	if err == nil || !strings.Contains(err.Error(), "admin: addr") {
+		t.Fatalf("run with a bad admin addr = %v", err)
 	}
 }

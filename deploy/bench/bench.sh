@@ -36,6 +36,7 @@
 #   CAPACITY_CONNS CAPACITY_LB_CONNS CAPACITY_HOLD FANOUT_DURATION
 #   TOPICS_DURATION STORM_DURATION SETTLE      override the sizes above
 #   DRAIN_WINDOW    the nodes' SIGTERM drain window (default 2s)
+#   BENCH_ONLY_WRITE=1 with OUT=DIR of an earlier run: only rewrite the section
 #
 # Needs: go, jq, bc, curl, ss; redis-server, redis-cli and haproxy for the
 # cluster (apt-get install -y redis-server haproxy). About 9 minutes.
@@ -111,10 +112,11 @@ redis_cpu() {
 	redis-cli -p "$REDIS_PORT" info cpu 2>/dev/null | tr -d '\r' |
 		awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.3f\n", s }'
 }
-# lb_streams: current sessions per server in HAProxy's stats, "node1 3000 ...".
+# lb_streams: streams per node in HAProxy's stats (current sessions of the
+# streams backend), "node1 3000 node2 3000 ...".
 lb_streams() {
 	curl -fsS --max-time 2 "$LB_STATS_URL/stats;csv" |
-		awk -F, '$1 == "nodes" && $2 != "BACKEND" { printf "%s %s ", $2, $5 }'
+		awk -F, '$1 == "streams" && $2 != "BACKEND" { printf "%s %s ", $2, $5 }'
 }
 # json_nums VALUES...: a JSON array of numbers, null for an empty value.
 json_nums() {

@@ -276,12 +276,15 @@ start_node() {
 		curl -fsS --max-time 1 "http://127.0.0.1:${NODE_PORT[i]}/readyz"
 }
 
-# lb_up NAME...: HAProxy's stats list each NAME as UP.
+# lb_up NAME...: HAProxy's stats list each NAME as UP in both backends
+# (streams: /v1/events; nodes: everything else).
 lb_up() {
-	local csv n
+	local csv n b
 	csv=$(curl -fsS --max-time 1 "$LB_STATS_URL/stats;csv") || return 1
 	for n in "$@"; do
-		grep -q "^nodes,$n,.*,UP," <<<"$csv" || return 1
+		for b in streams nodes; do
+			grep -q "^$b,$n,.*,UP," <<<"$csv" || return 1
+		done
 	done
 }
 
@@ -488,7 +491,7 @@ cmd_status() {
 	done < <(procs)
 	if [[ -n "$LB_STATS_URL" ]] && alive "$HAPROXY_PID" "$HAPROXY_START"; then
 		curl -fsS --max-time 1 "$LB_STATS_URL/stats;csv" 2>/dev/null |
-			awk -F, '$1 == "nodes" && $2 != "BACKEND" { printf "  lb: %s %s, %s streams\n", $2, $18, $5 }' || true
+			awk -F, '$1 == "streams" && $2 != "BACKEND" { printf "  lb: %s %s, %s streams\n", $2, $18, $5 }' || true
 	fi
 	return "$ok"
 }

@@ -28,6 +28,12 @@
 // blocks that fire nothing (id-only, retry hints, heartbeat comments).
 // Parser.MaxLine bounds memory per stream.
 //
+// Decoder is the same parser for input pushed to it (Feed), for a caller
+// that reads many sockets itself: it reports each block as a Block whose
+// ID and Data alias its buffers, and allocates nothing in steady state.
+// Parser and Decoder share the interpretation of fields (interpret.go) and
+// are tested against the same spec table and against each other.
+//
 // # What it does not do
 //
 // No HTTP: it sets no headers, does not flush, reconnect or retry, and knows
@@ -37,7 +43,8 @@
 // # Concurrency
 //
 // The encoders are pure functions of their arguments and safe to call from
-// any goroutine; they never keep or modify their inputs. A Parser holds the
-// state of one stream and is not safe for concurrent use; use one per
-// connection, from one goroutine. The package starts no goroutines.
+// any goroutine; they never keep or modify their inputs. A Parser or a
+// Decoder holds the state of one stream and is not safe for concurrent
+// use; use one per connection, from one goroutine at a time. The package
+// starts no goroutines.
 package sse

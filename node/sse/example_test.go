@@ -64,3 +64,26 @@ func ExampleParser() {
 	// dispatch=false type="" data="" id="2" retry=-1 comments=0
 	// resume from 2
 }
+
+func ExampleDecoder() {
+	// Bytes as reads from a socket return them: lines split anywhere.
+	reads := []string{": connected\nretry: 25", "00\n\nid: 1\nevent: upd", "ate\ndata: a\ndata: b\n", "\ndata: no id here\n\ndata: cut off"}
+	var d sse.Decoder
+	for _, r := range reads {
+		err := d.Feed([]byte(r), func(b sse.Block) {
+			// b.ID and b.Data are only valid during the call.
+			fmt.Printf("dispatch=%v type=%q data=%q id=%q retry=%d comments=%d\n",
+				b.Dispatch, b.Type, b.Data, b.ID, b.Retry, b.Comments)
+		})
+		if err != nil {
+			fmt.Println("error:", err)
+			return
+		}
+	}
+	fmt.Println("resume from", d.LastEventID())
+	// Output:
+	// dispatch=false type="" data="" id="" retry=2500 comments=1
+	// dispatch=true type="update" data="a\nb" id="1" retry=-1 comments=0
+	// dispatch=true type="message" data="no id here" id="1" retry=-1 comments=0
+	// resume from 1
+}

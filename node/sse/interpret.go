@@ -37,12 +37,13 @@ type Block struct {
 type interp struct {
 	data     []byte // the data buffer: each value followed by LF
 	typ      []byte // the event type buffer
-	id       []byte // the last event ID buffer
-	lastID   []byte // the last event ID string: id as of the last block's end
+	lastID   []byte // the last event ID string: the buffer as of the last block's end
+	idBuf    []byte // the last event ID buffer, when the open block set it (idSet)
 	dec      []byte // a line after invalid UTF-8 was replaced
 	lastType string // the previous Type, reused to avoid an allocation
 
 	inBlock  bool // a non-blank line was seen since the last blank one
+	idSet    bool // the open block's id field is in idBuf; else the buffer equals lastID
 	hasID    bool
 	hasRetry bool
 	retry    int64
@@ -81,8 +82,8 @@ func (s *interp) field(line []byte, maxLine int) error {
 		s.data = append(s.data, '\n')
 	case "id":
 		if bytes.IndexByte(value, 0) < 0 {
-			s.id = append(s.id[:0], value...)
-			s.hasID = true
+			s.idBuf = append(s.idBuf[:0], value...)
+			s.idSet, s.hasID = true, true
 		}
 	case "retry":
 		if ms, ok := parseRetry(value); ok {
@@ -96,7 +97,9 @@ func (s *interp) field(line []byte, maxLine int) error {
 // starts the next. The returned Block aliases s's buffers: it is valid
 // until the next call to field or end.
 func (s *interp) end() Block {
-	s.lastID = append(s.lastID[:0], s.id...)
+	if s.idSet { // the buffer becomes the string: swap rather than copy
+		s.lastID, s.idBuf = s.idBuf, s.lastID
+	}
 	b := Block{ID: s.lastID, HasID: s.hasID, Retry: -1, Comments: s.comments}
 	if s.hasRetry {
 		b.Retry = s.retry
@@ -115,17 +118,16 @@ func (s *interp) end() Block {
 		}
 	}
 	s.data, s.typ = s.data[:0], s.typ[:0]
-	s.inBlock, s.hasID, s.hasRetry, s.retry, s.comments = false, false, false, 0, 0
+	s.inBlock, s.idSet, s.hasID, s.hasRetry, s.retry, s.comments = false, false, false, false, 0, 0
 	return b
 }
 
 // restart forgets the block being read and sets the last event ID, as at
 // the start of a stream.
 func (s *interp) restart(lastEventID string) {
-	s.id = append(s.id[:0], lastEventID...)
 	s.lastID = append(s.lastID[:0], lastEventID...)
 	s.data, s.typ = s.data[:0], s.typ[:0]
-	s.inBlock, s.hasID, s.hasRetry, s.retry, s.comments = false, false, false, 0, 0
+	s.inBlock, s.idSet, s.hasID, s.hasRetry, s.retry, s.comments = false, false, false, false, 0, 0
 }
 
 // release drops buffers that one large event grew, so it does not pin its
@@ -136,6 +138,9 @@ func (s *interp) release() {
 	}
 	if cap(s.dec) > keepBuf {
 		s.dec = nil
+	}
+	if cap(s.idBuf) > keepBuf && !s.idSet {
+		s.idBuf = nil
 	}
 }
 

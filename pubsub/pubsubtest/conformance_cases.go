@@ -33,6 +33,8 @@ func conformanceCases() []conformanceCase {
 		{name: "range_trimmed", cfg: Config{MaxLen: trimMaxLen}, run: testRangeTrimmed},
 		{name: "range_epoch_changed", run: testRangeEpochChanged},
 		{name: "range_ahead", run: testRangeAhead},
+		{name: "retained", run: testRetained},
+		{name: "retained_trimmed", cfg: Config{MaxLen: trimMaxLen}, run: testRetainedTrimmed},
 		{name: "idempotency", run: testIdempotency},
 		{name: "idempotency_same_batch", run: testIdempotencySameBatch},
 		{name: "shared_key", run: testSharedKey},
@@ -557,6 +559,95 @@ func testRangeAhead(t *testing.T, h *harness) {
 	}
 }
 
+// retained calls Retained and checks it agrees with Head.
+func (h *harness) retained(t testing.TB, p int) pubsub.Retention {
+	t.Helper()
+	ctx, cancel := callCtx()
+	defer cancel()
+	r, err := h.b.Retained(ctx, p)
+	if err != nil {
+		t.Fatalf("Retained(%d): %v", p, err)
+	}
+	head := h.head(t, p)
+	if r.Partition != p || r.Epoch != head.Epoch || r.Last != head.Pos {
+		t.Fatalf("Retained(%d) = %+v; want partition %d, Head's epoch %q and position %v", p, r, p, head.Epoch, head.Pos)
+	}
+	if (r.Len == 0) != r.First.IsZero() || (r.Len == 0) != r.Last.IsZero() || r.Last.Less(r.First) {
+		t.Fatalf("Retained(%d) = %+v: want zero positions exactly when empty, First <= Last", p, r)
+	}
+	return r
+}
+
+// testRetained: an empty partition holds nothing; after publishing, the
+// oldest and newest entries and the count, per partition.
+func testRetained(t *testing.T, h *harness) {
+	for p := range h.parts {
+		if r := h.retained(t, p); r.Len != 0 {
+			t.Fatalf("Retained(%d) of a new broker = %+v, want empty", p, r)
+		}
+	}
+	ids := h.publish(t, spread("retained", 5, 1)...)
+	p := ids[0].Partition
+	var other []pubsub.ID
+	if h.parts > 1 {
+		o := topicOutside(p, h.parts)
+		other = h.publish(t, pubsub.Message{Topic: o, Data: []byte("x")}, pubsub.Message{Topic: o, Data: []byte("y")})
+	}
+	r := h.retained(t, p)
+	if r.First != ids[0].Pos || r.Last != ids[4].Pos || r.Len != 5 {
+		t.Errorf("Retained(%d) = %+v; want first %v, last %v, 5 entries", p, r, ids[0].Pos, ids[4].Pos)
+	}
+	if len(other) > 0 {
+		q := other[0].Partition
+		if r := h.retained(t, q); r.First != other[0].Pos || r.Last != other[1].Pos || r.Len != 2 {
+			t.Errorf("Retained(%d) = %+v; want first %v, last %v, 2 entries", q, r, other[0].Pos, other[1].Pos)
+		}
+	}
+}
+
+// topicOutside returns a topic that is not in partition p.
+func topicOutside(p, parts int) string {
+	for i := 0; ; i++ {
+		if t := fmt.Sprintf("retained-other-%d", i); pubsub.PartitionOf(t, parts) != p {
+			return t
+		}
+	}
+}
+
+// testRetainedTrimmed: after retention dropped entries, First is the oldest
+// event Range still returns, and Len counts what is held.
+func testRetainedTrimmed(t *testing.T, h *harness) {
+	const topic = "retained-trim"
+	p := pubsub.PartitionOf(topic, h.parts)
+	var ids []pubsub.ID
+	for b := range 6 {
+		msgs := make([]pubsub.Message, trimMaxLen)
+		for i := range msgs {
+			msgs[i] = pubsub.Message{Topic: topic, Data: fmt.Appendf(nil, "b%d i%d", b, i)}
+		}
+		ids = append(ids, h.publish(t, msgs...)...)
+	}
+	r := h.retained(t, p)
+	i := slices.IndexFunc(ids, func(id pubsub.ID) bool { return id.Pos == r.First })
+	switch {
+	case i < 1:
+		t.Fatalf("Retained(%d) = %+v: first %v is not one of the published events after the first", p, r, r.First)
+	case r.Len != int64(len(ids)-i) || r.Len < trimMaxLen:
+		t.Fatalf("Retained(%d) = %+v: want %d entries (from event %d on), at least MaxLen %d", p, r, len(ids)-i, i, trimMaxLen)
+	}
+	evs, err := h.rangeAll(t, pubsub.RangeQuery{Partition: p, Epoch: r.Epoch, After: ids[i-1].Pos, Until: r.Last})
+	if err != nil {
+		t.Fatalf("Range after the event before First: %v", err)
+	}
+	h.checkEvents(t, "Range after the event before First", evs, ids[i:])
+	if i >= 2 {
+		ctx, cancel := callCtx()
+		_, _, err := h.b.Range(ctx, pubsub.RangeQuery{Partition: p, Epoch: r.Epoch, After: ids[i-2].Pos, Until: r.Last})
+		cancel()
+		expectGone(t, "Range from before the oldest entry", err, p, pubsub.ReasonTrimmed)
+	}
+}
+
 func testIdempotency(t *testing.T, h *harness) {
 	const a, b = "idem-a", "idem-b"
 	r := h.startRun(t, nil)
@@ -618,6 +709,9 @@ func testClose(t *testing.T, h *harness) {
 	}
 	if _, _, err := h.b.Range(ctx, pubsub.RangeQuery{Partition: id.Partition, Epoch: id.Epoch, Until: id.Pos}); !errors.Is(err, pubsub.ErrClosed) {
 		t.Errorf("Range after Close: %v, want ErrClosed", err)
+	}
+	if _, err := h.b.Retained(ctx, id.Partition); !errors.Is(err, pubsub.ErrClosed) {
+		t.Errorf("Retained after Close: %v, want ErrClosed", err)
 	}
 	if err := h.b.Ping(ctx); !errors.Is(err, pubsub.ErrClosed) {
 		t.Errorf("Ping after Close: %v, want ErrClosed", err)

@@ -10,8 +10,9 @@
 // head, every event exactly once per partition in order, concurrent
 // publishers, a handler overtaken by retention, clean stop with no leftover
 // goroutines), Range (filtering, Until, pagination with small limits,
-// trimmed, epoch changed, ahead), idempotency keys, arbitrary Data bytes,
-// Ping and Close. Waits poll with a deadline; nothing sleeps to synchronise
+// trimmed, epoch changed, ahead), Retained (agrees with Head; oldest entry,
+// count, after trimming), idempotency keys, arbitrary Data bytes, Ping and
+// Close. Waits poll with a deadline; nothing sleeps to synchronise
 // and nothing asserts durations.
 //
 // The suite closes each broker itself (after Run returned); newBroker must
