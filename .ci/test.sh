@@ -44,5 +44,8 @@ echo "== fuzz (short)"
 fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-10s}" "$2"; }
 fuzz FuzzEncodeRoundTrip ./node/sse
 fuzz FuzzParse ./node/sse
+fuzz FuzzDecode ./node/sse
 fuzz FuzzCursor ./pubsub
+fuzz FuzzCookieDecode ./node/retry
+fuzz FuzzChunkDecoder ./loadtest
 echo "== all tests passed"

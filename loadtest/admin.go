@@ -63,6 +63,10 @@ type AdminLatency struct {
 // adminTimeout bounds one admin request.
 const adminTimeout = 5 * time.Second
 
+// AdminSettle is the wait before the end snapshot: longer than the
+// registry's report interval (2 s by default).
+const AdminSettle = 3 * time.Second
+
 // fetchAdmin reads GET <base>/admin/v1/nodes.
 func fetchAdmin(ctx context.Context, base, token string) (*AdminSnapshot, error) {
 	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
@@ -116,6 +120,9 @@ func (a *adminProbe) end(ctx context.Context) *AdminStats {
 	if a == nil {
 		return nil
 	}
+	// Nodes publish their reports to the cluster registry every few
+	// seconds: wait for the last deliveries to reach every node's entry.
+	sleepUntil(context.WithoutCancel(ctx), time.Now().Add(AdminSettle))
 	var err error
 	// The run's context may be over (interrupted); the end snapshot is
 	// still worth its few seconds.

@@ -79,3 +79,50 @@ func TestResumeOutcomes(t *testing.T) {
 		t.Errorf("drop/resume bounds %d..%d", rc.FirstDropUnixNs, rc.LastResumeUnixNs)
 	}
 }
+
+// TestShedIsNotAResume: a reconnect the target sheds (a 200 stream with a
+// hint and no id or event) is counted as shed, and the resume is measured
+// from the original drop to the stream that finally serves.
+func TestShedIsNotAResume(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := conns.Add(1)
+		w.Header().Set("Content-Type", "text/event-stream")
+		switch n {
+		case 1:
+			fmt.Fprintf(w, "retry: 10\n\nid: c1\ndata: %s\n\n", AppendPayload(nil, "load-0", 1, time.Now().UnixNano()))
+		case 2, 3:
+			fmt.Fprint(w, "retry: 10\n: capacity\n\n")
+		default:
+			fmt.Fprintf(w, "retry: 10\n\nid: c2\ndata: %s\n\n", AppendPayload(nil, "load-0", 2, time.Now().UnixNano()))
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}
+	}))
+	defer srv.Close()
+	pool, err := NewPool(Config{URL: srv.URL, Subs: 1, Reconnect: true, Idle: true, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = pool.Run(ctx) })
+	waitFor(t, 10*time.Second, func() error {
+		if n := pool.Delivered(); n < 2 {
+			return fmt.Errorf("delivered %d, want 2", n)
+		}
+		return nil
+	})
+	cancel()
+	wg.Wait()
+	r := newReport(Config{Reconnect: true})
+	pool.fill(r)
+	r.finalize(nil)
+	rc := r.Reconnects
+	if rc.Resumed != 1 || rc.Outcomes["exact"] != 1 || r.Streams.Drops["shed"] != 2 || r.Streams.Drops["eof"] != 1 {
+		t.Errorf("resumed %d outcomes %v drops %v: want one exact resume after two sheds", rc.Resumed, rc.Outcomes, r.Streams.Drops)
+	}
+	if ttr, waits := rc.TimeToResume.Quantile(1), rc.Wait.Count(); waits != 3 || ttr < 3*rc.Hint.Quantile(0)*999/1000 {
+		t.Errorf("time to resume %s over %d waits: it must span every wait since the drop", ttr, waits)
+	}
+}

@@ -65,6 +65,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		})
 	case <-ctx.Done():
 	}
+	obs.endAdmin(ctx)
 	stopPool()
 	wg.Wait()
 
@@ -125,9 +126,10 @@ func newReport(cfg Config) *Report {
 // processes (Config.NodePIDs), its admin API (Config.AdminURL) and the
 // storm it injects. Each part is nil when not configured.
 type observers struct {
-	nodes *nodeSampler
-	admin *adminProbe
-	storm *StormStats
+	nodes    *nodeSampler
+	admin    *adminProbe
+	adminEnd *AdminStats
+	storm    *StormStats
 }
 
 // watch takes the "before" samples: call it before the streams start.
@@ -135,10 +137,19 @@ func watch(ctx context.Context, cfg Config) *observers {
 	return &observers{nodes: newNodeSampler(cfg.NodePIDs), admin: newAdminProbe(ctx, cfg.AdminURL, cfg.AdminToken)}
 }
 
+// endAdmin takes the admin API's end snapshot: call it while the streams
+// are still open, so the nodes' figures describe the run, not its end.
+func (o *observers) endAdmin(ctx context.Context) {
+	if o.admin != nil && o.adminEnd == nil {
+		o.adminEnd = o.admin.end(ctx)
+	}
+}
+
 // finish takes the "after" samples into r (before r.finalize).
 func (o *observers) finish(ctx context.Context, r *Report) {
 	r.Nodes = o.nodes.stats(r.Delivery.Delivered)
-	r.Admin = o.admin.end(ctx)
+	o.endAdmin(ctx) // if the run ended before its streams were up
+	r.Admin = o.adminEnd
 	r.Storm = o.storm
 }
 

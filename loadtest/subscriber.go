@@ -292,6 +292,7 @@ type stream struct {
 	// connected or before the first stream), and whether the first message
 	// after a resume is still to be judged.
 	droppedAt     time.Time
+	backAt        time.Time // when a resume's stream was established; zero once recorded
 	resumePending bool
 }
 
@@ -309,7 +310,8 @@ func (s *stream) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		nc, body, reason := s.connect(ctx)
 		if reason == ReasonNone && !s.droppedAt.IsZero() {
-			s.resumed()
+			s.backAt = time.Now() // a resume, unless the target sheds it
+			s.resumePending = true
 		}
 		if first {
 			first = false
@@ -330,21 +332,28 @@ func (s *stream) run(ctx context.Context) {
 		} else {
 			before := s.c.idOnly + s.c.events + s.c.resets + s.c.otherEvents
 			reason = s.read(ctx, nc, body)
+			if ctx.Err() == nil && reason == ReasonEOF && s.c.idOnly+s.c.events+s.c.resets+s.c.otherEvents == before {
+				// A 200 stream that ended before any id or event: the
+				// target shed it (ssecluster: early reconnect, capacity,
+				// admission, draining), telling it when to come back. Not
+				// a resume: the stream is still away since its drop.
+				reason = ReasonShed
+				s.backAt, s.resumePending = time.Time{}, false
+			}
+			if !s.backAt.IsZero() {
+				s.resumed()
+			}
 			if ctx.Err() != nil {
 				s.c.aliveAtEnd++
 				return
-			}
-			if reason == ReasonEOF && s.c.idOnly+s.c.events+s.c.resets+s.c.otherEvents == before {
-				// A 200 stream that ended before any id or event: the
-				// target shed it (ssecluster: early reconnect, capacity,
-				// admission, draining), telling it when to come back.
-				reason = ReasonShed
 			}
 			s.c.drops[reason]++
 			if !p.cfg.Reconnect {
 				return
 			}
-			s.droppedAt = time.Now()
+			if s.droppedAt.IsZero() { // else still away since an earlier drop (sheds in between)
+				s.droppedAt = time.Now()
+			}
 			if s.resumePending { // dropped again before judging the last resume
 				s.resumePending = false
 				s.c.resumes[resumeUnverified]++
@@ -363,12 +372,11 @@ func (s *stream) run(ctx context.Context) {
 	}
 }
 
-// resumed records a stream established again after a drop: the time from
-// the drop, and that its first message is to be judged.
+// resumed records a stream established again (at backAt) after a drop
+// (at droppedAt), sheds in between included.
 func (s *stream) resumed() {
-	s.pool.rc.resumed(s.droppedAt, time.Now())
-	s.droppedAt = time.Time{}
-	s.resumePending = true
+	s.pool.rc.resumed(s.droppedAt, s.backAt)
+	s.droppedAt, s.backAt = time.Time{}, time.Time{}
 }
 
 // judgeResume classifies the first event after a resume: a message event

@@ -163,6 +163,7 @@ func RunWorkers(ctx context.Context, cfg Config, cmd WorkerCommand) (*Report, er
 	}
 	// The children cannot be asked: drain for the whole Drain.
 	obs.drive(ctx, cfg, pub, func() int64 { return established }, nil)
+	obs.endAdmin(ctx)
 	stopProgress()
 	wg.Wait()
 	r.Timeline = smp.samples
