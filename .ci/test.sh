@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need
 # when it is missing (redis-server, haproxy, chromium for the admin
-# dashboard's browser test), then runs vet, gofmt, the race
+# dashboard's browser test, docker-compose and promtool for the deployment
+# files' tests), then runs vet, gofmt, the race
 # tests and short fuzz runs. Tests start their own servers on free loopback
 # ports; nothing here relies on a service started by hand.
 set -euo pipefail
@@ -15,17 +16,30 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-if [ ${#missing[@]} -gt 0 ]; then
-	echo "installing: ${missing[*]}"
+# The deployment tests (deploy/): docker-compose validates
+# docker-compose.yml without an engine, promtool (Debian's prometheus
+# package) the Prometheus configuration and the dashboard's queries.
+# Installed without recommends: docker-compose's would bring the Docker
+# engine.
+lean=()
+command -v docker-compose >/dev/null 2>&1 || lean+=(docker-compose)
+command -v promtool >/dev/null 2>&1 || lean+=(prometheus)
+if [ $((${#missing[@]} + ${#lean[@]})) -gt 0 ]; then
+	echo "installing: ${missing[*]} ${lean[*]}"
 	if [ "$(id -u)" -eq 0 ]; then
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+		sudo=()
 	elif command -v sudo >/dev/null 2>&1; then
-		sudo apt-get update -qq
-		sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+		sudo=(sudo)
 	else
-		echo "missing ${missing[*]}: run as root or install them (apt-get install -y ${missing[*]})" >&2
+		echo "missing ${missing[*]} ${lean[*]}: run as root or install them (apt-get install -y ${missing[*]} ${lean[*]})" >&2
 		exit 1
+	fi
+	"${sudo[@]}" apt-get update -qq
+	if [ ${#missing[@]} -gt 0 ]; then
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	fi
+	if [ ${#lean[@]} -gt 0 ]; then
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${lean[@]}" >/dev/null
 	fi
 fi
 

@@ -2,7 +2,8 @@
 // standalone on an in-memory broker; with it, it joins the cluster that
 // shares that Redis. Every flag has a matching environment variable (the
 // flag name upper-cased, dashes as underscores); a flag given on the command
-// line wins.
+// line wins. The one exception is -healthcheck, the container image's
+// probe: it GETs the node's /healthz and exits 0 (200) or 1.
 package main
 
 import (
@@ -54,6 +55,7 @@ type options struct {
 	idempotencyTTL            time.Duration
 	cookieKey, trustedProxies string
 	logLevel                  string
+	healthcheck               bool
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -96,13 +98,16 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.IntVar(&n.Cache.PerTopic, "cache-per-topic", 256, "replay cache: most events per topic")
 	fs.Int64Var(&n.Cache.Bytes, "cache-bytes", 64<<20, "replay cache: most bytes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&o.healthcheck, "healthcheck", false, "check GET /healthz on http-addr (127.0.0.1 for a wildcard host) and exit 0 if it answers 200, else 1 (the container image's HEALTHCHECK)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if err := flagenv.Apply(fs, "", getenv); err != nil {
+	// -healthcheck is a command-line mode only: HEALTHCHECK in a node's
+	// environment must not turn the node into a probe.
+	if err := flagenv.Apply(fs, "", getenv, "healthcheck"); err != nil {
 		return nil, err
 	}
 	if n.NodeID == "" {
@@ -132,6 +137,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	o, err := parse(args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if o.healthcheck {
+		return healthcheck(ctx, o.node.Addr)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
