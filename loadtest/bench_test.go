@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,15 +85,26 @@ func BenchmarkStreamRead(b *testing.B) {
 // in a fan-out run at a low rate: a writer process (this test binary, see
 // benchWriter) writes each event to 1,000 connections in turn, as a node
 // does, and waits until every stream has it before the next. The streams
-// are read by the poller, or by a goroutine each as before it. One op is
-// one event received; cpu-ns/event is this process's CPU time (user +
-// system) per event: the reader alone, with the kernel's receive path and
-// the ACK that every read sends (on loopback the ACK is also received in
-// the reader's context).
+// are read by the poller, or by a goroutine each as before it. The writer
+// writes as fast as it can ("burst") or one connection every 5 µs
+// ("paced", about the pace of a node's fan-out on this machine), so that
+// the reader mostly finds one socket ready at a time. One op is one event
+// received; cpu-ns/event is this process's CPU time (user + system) per
+// event: the reader alone, with the kernel's receive path and the ACK that
+// every read sends (on loopback the ACK is also received in the reader's
+// context).
 func BenchmarkSocketRead(b *testing.B) {
 	const conns = 1000
-	for _, mode := range []string{"poller", "goroutine"} {
-		b.Run(mode, func(b *testing.B) {
+	for _, bench := range []struct {
+		mode string
+		pace time.Duration
+	}{{"poller", 0}, {"goroutine", 0}, {"poller", 5 * time.Microsecond}, {"goroutine", 5 * time.Microsecond}} {
+		name := bench.mode + "/burst"
+		if bench.pace > 0 {
+			name = bench.mode + "/paced"
+		}
+		b.Run(name, func(b *testing.B) {
+			mode := bench.mode
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)
@@ -103,7 +113,7 @@ func BenchmarkSocketRead(b *testing.B) {
 			p := benchPool(b, conns)
 			var pl *poller
 			if mode == "poller" {
-				if pl, err = newPoller(runtime.GOMAXPROCS(0)); err != nil {
+				if pl, err = newPoller(0); err != nil {
 					b.Skip("no poller:", err)
 				}
 			}
@@ -118,7 +128,7 @@ func BenchmarkSocketRead(b *testing.B) {
 			}
 
 			cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-			cmd.Env = append(os.Environ(), benchWriterEnv+"="+ln.Addr().String()+","+strconv.Itoa(conns))
+			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d,%d", benchWriterEnv, ln.Addr(), conns, bench.pace))
 			cmd.Stderr = os.Stderr
 			toWriter, err := cmd.StdinPipe()
 			if err != nil {
@@ -176,18 +186,27 @@ func BenchmarkSocketRead(b *testing.B) {
 }
 
 // benchWriterEnv makes the test binary the writer of BenchmarkSocketRead:
-// "address,connections".
+// "address,connections,pace" (pace: nanoseconds from one write to the next).
 const benchWriterEnv = "LOADTEST_BENCH_WRITER"
 
 // benchWriter dials n connections to addr, then for each byte on stdin
-// writes the next event to every connection and answers one byte on
-// stdout. It returns at EOF on stdin.
+// writes the next event to every connection, a pace apart (by a busy wait,
+// as a node busy with its fan-out), and answers one byte on stdout. It
+// returns at EOF on stdin.
 func benchWriter(spec string) error {
-	addr, nStr, _ := strings.Cut(spec, ",")
-	n, err := strconv.Atoi(nStr)
-	if err != nil {
-		return fmt.Errorf("writer spec %q: %w", spec, err)
+	var addr string
+	var n int
+	var pace time.Duration
+	if f := strings.Split(spec, ","); len(f) == 3 {
+		addr = f[0]
+		n, _ = strconv.Atoi(f[1])
+		p, _ := strconv.ParseInt(f[2], 10, 64)
+		pace = time.Duration(p)
 	}
+	if n <= 0 {
+		return fmt.Errorf("writer spec %q: want address,connections,pace", spec)
+	}
+	var err error
 	conns := make([]net.Conn, n)
 	for i := range conns {
 		if conns[i], err = net.Dial("tcp", addr); err != nil {
@@ -202,7 +221,10 @@ func benchWriter(spec string) error {
 			return nil
 		}
 		frame = sse.AppendChunk(frame[:0], benchEvent(nil, seq, time.Now().UnixNano()))
-		for _, c := range conns {
+		start := time.Now()
+		for i, c := range conns {
+			for pace > 0 && time.Since(start) < time.Duration(i)*pace {
+			}
 			if _, err := c.Write(frame); err != nil {
 				return err
 			}

@@ -51,6 +51,15 @@ type Config struct {
 	// 1 (every stream on one topic). With Topics == Subs every stream has
 	// its own topic.
 	Topics int `json:"topics"`
+	// TopicsPerStream is how many topics each stream subscribes to at once,
+	// in one request (?topic=a&topic=b...); default 1. Stream i takes the
+	// TopicsPerStream consecutive topics from (i*TopicsPerStream) % Topics
+	// on, wrapping around (so with Subs*TopicsPerStream >= Topics every
+	// topic has a subscriber), and checks each topic's sequence on its own.
+	// At most Topics, and within the target's limit (ssecluster:
+	// MAX_TOPICS, 32 by default). A generic EventsURL needs "name={topic}"
+	// in its query, which is repeated.
+	TopicsPerStream int `json:"topics_per_stream,omitempty"`
 	// TopicPrefix names the topics: prefix + "-" + index; default "load".
 	TopicPrefix string `json:"topic_prefix"`
 	// Ramp is how many new streams are started per second; default 1000.
@@ -104,6 +113,14 @@ type Config struct {
 	// its own keep-alive connection; default 4. Topics are pinned to one
 	// connection, so per-topic order is kept.
 	PublishConns int `json:"publish_conns"`
+	// PublishRetry is how long a batch whose outcome is unknown or
+	// transient (a connection error, a timeout, 502, 503, 504) is sent
+	// again, with the same idempotency keys, backing off from 100 ms
+	// (doubling, at most 1.6 s); the events behind it on its connection
+	// wait. Default 0: 6 attempts (about 3 s of backoff), then the batch
+	// counts as failed. Longer than an outage, every event is confirmed in
+	// the end, so a subscriber missing one is a real loss (fault tests).
+	PublishRetry time.Duration `json:"publish_retry,omitempty"`
 
 	// Workers runs the streams in this many child processes (RunWorkers);
 	// 0 or 1: in this process.
@@ -153,6 +170,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Topics == 0 {
 		c.Topics = 1
+	}
+	if c.TopicsPerStream == 0 {
+		c.TopicsPerStream = 1
 	}
 	if c.TopicPrefix == "" {
 		c.TopicPrefix = DefaultTopicPrefix
@@ -218,6 +238,14 @@ func (c Config) Validate() error {
 	check(c.Subs < 0, "subs %d is negative", c.Subs)
 	check(c.First < 0, "first %d is negative", c.First)
 	check(c.Topics < 1, "topics %d must be positive", c.Topics)
+	check(c.TopicsPerStream < 1 || c.TopicsPerStream > max(c.Topics, 1),
+		"topics per stream %d out of range 1..%d (the topics)", c.TopicsPerStream, c.Topics)
+	if c.TopicsPerStream > 1 && c.EventsURL != "" {
+		head, _, _ := strings.Cut(c.EventsURL, "{topic}")
+		_, ok := topicParam(head)
+		check(!ok, "events url %q must hold the topic as a query parameter (name={topic}) to carry %d topics per stream", c.EventsURL, c.TopicsPerStream)
+	}
+	check(c.PublishRetry < 0, "publish retry %s is negative", c.PublishRetry)
 	check(!validTopicPrefix(c.TopicPrefix), "topic prefix %q must be 1..180 characters of [A-Za-z0-9._:@/-] starting with a letter or digit", c.TopicPrefix)
 	check(c.Ramp < 0, "ramp %g is negative", c.Ramp)
 	check(c.DefaultRetry < 0 || c.DialTimeout < 0 || c.HeadTimeout < 0 || c.Drain < 0 || c.Warmup < 0 || c.SampleEvery < 0,
@@ -250,6 +278,17 @@ func validBaseURL(s string, query bool) bool {
 		(query || u.RawQuery == "")
 }
 
+// topicParam returns the name of the query parameter that head, the
+// events URL up to "{topic}", ends with: "...?topic=" or "...&ch=".
+func topicParam(head string) (string, bool) {
+	_, query, ok := strings.Cut(head, "?")
+	if !ok || !strings.HasSuffix(query, "=") {
+		return "", false
+	}
+	name := query[strings.LastIndex(query, "&")+1 : len(query)-1]
+	return name, name != "" && !strings.Contains(name, "=")
+}
+
 // Topic returns the name of topic i of the run.
 func (c Config) Topic(i int) string { return c.TopicPrefix + "-" + strconv.Itoa(i) }
 
@@ -266,7 +305,7 @@ func (c Config) maxRuntime() time.Duration {
 			pub = byCount
 		}
 	}
-	return d + pub + pub/10
+	return d + pub + pub/10 + c.PublishRetry
 }
 
 // LoopbackAddrs returns the n addresses 127.0.0.1 .. 127.0.0.n (n <= 254):

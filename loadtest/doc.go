@@ -4,9 +4,11 @@
 //
 // # What it does
 //
-//   - Pool holds N streams over raw TCP (GET /v1/events?topic=...), started
-//     at a fixed ramp rate and bound in turn to several local addresses when
-//     asked (each loopback address has its own ephemeral port range). On
+//   - Pool holds N streams over raw TCP (GET /v1/events?topic=..., one
+//     topic each or Config.TopicsPerStream at once, each topic's sequence
+//     checked on its own), started at a fixed ramp rate and bound in turn
+//     to several local addresses when asked (each loopback address has its
+//     own ephemeral port range). On
 //     Linux a few poller loops read every stream's socket (epoll, one
 //     read(2) per wake-up, no allocation per event); the bytes are parsed
 //     by node/sse.Decoder, the strict WHATWG parser in push form. Each
@@ -27,10 +29,12 @@
 //     start and end (AdminStats).
 //   - Publisher posts to POST /v1/publish at a fixed rate (or in bursts),
 //     round-robin over the topics, with idempotency keys unique to the run,
-//     so a request whose answer was lost is sent again and stored once. Each event's data is a Payload: topic, per-topic sequence
-//     number and send time, so every stream measures end-to-end latency
-//     (receive time minus send time) and checks its topic's sequence for
-//     gaps, duplicates and reordering (SeqChecker) on its own.
+//     so a request whose answer was lost is sent again and stored once (6
+//     attempts, or for as long as Config.PublishRetry says). Each event's
+//     data is a Payload: topic, per-topic sequence number and send time, so
+//     every stream measures end-to-end latency (receive time minus send
+//     time) and checks its topics' sequences for gaps, duplicates and
+//     reordering (SeqChecker) on its own.
 //   - Report holds the figures: HDR latency histograms (Histogram),
 //     deliveries against expected deliveries (confirmed events times the
 //     streams subscribed to their topic), loss, survival, and a timeline
@@ -53,7 +57,7 @@
 //
 //	goroutine                 owner           stops on                                waited by
 //	stream (one per sub)      Pool.Run        Pool.Run's ctx (its socket is closed)   Pool.Run
-//	poller loop (GOMAXPROCS)  Pool.Run        Pool.Run's ctx (poked via its eventfd)  Pool.Run
+//	poller loop (1 per 2 Ps)  Pool.Run        Pool.Run's ctx (poked via its eventfd)  Pool.Run
 //	first-attempt watcher     Pool.Run        every stream made its first attempt     Pool.Run
 //	publisher connection (K)  Publisher.Run   its channel closed by the scheduler     Publisher.Run
 //	pool / progress           Run             Run's inner ctx, cancelled after drain  Run

@@ -100,3 +100,27 @@ func TestRunAgainstNode(t *testing.T) {
 		t.Errorf("latency samples %d, want %d", r.Latency.Count(), want)
 	}
 }
+
+// TestRunAgainstNodeTopicsPerStream: streams on several topics at once
+// (one request with a topic parameter each) get every event of each of
+// their topics once, in order per topic.
+func TestRunAgainstNodeTopicsPerStream(t *testing.T) {
+	url := startNode(t)
+	// 20 streams x 5 topics over 50 topics: every topic has 2 streams.
+	cfg := Config{URL: url, Subs: 20, Topics: 50, TopicsPerStream: 5, Rate: 2000, Count: 500, Batch: 10, Drain: 10 * time.Second}
+	r, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	const want = 500 * 2
+	d := r.Delivery
+	if d.Expected != want || d.Delivered != want || d.Unique != want || d.Loss != 0 {
+		t.Errorf("expected %d delivered %d unique %d loss %d, want %d, %d, %d, 0", d.Expected, d.Delivered, d.Unique, d.Loss, want, want, want)
+	}
+	if d.Duplicates != 0 || d.Reordered != 0 || d.Gaps != 0 || d.Foreign != 0 || d.BadPayload != 0 {
+		t.Errorf("sequence errors: %+v", d)
+	}
+	if r.TopicsPerStream != 5 || r.Streams.AliveAtEnd != 20 {
+		t.Errorf("topics per stream %d, alive %d; want 5 and 20", r.TopicsPerStream, r.Streams.AliveAtEnd)
+	}
+}

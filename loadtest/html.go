@@ -127,6 +127,9 @@ func histCount(h *Histogram) int64 {
 
 func subtitle(r *Report) string {
 	s := fmt.Sprintf("%s run, %s streams on %s topic(s)", r.Mode, fmtInt(int64(r.Subs)), fmtInt(int64(r.Topics)))
+	if r.TopicsPerStream > 1 {
+		s += fmt.Sprintf(" (%d per stream)", r.TopicsPerStream)
+	}
 	if r.Mode == "publish" {
 		s += fmt.Sprintf(", %s events/s in batches of up to %d", fmtFloat(r.Rate), r.Batch)
 	}
@@ -174,6 +177,9 @@ func tables(r *Report) []tableView {
 		{"streams", fmtInt(int64(r.Subs))},
 		{"topics", fmtInt(int64(r.Topics))},
 	}}
+	if r.TopicsPerStream > 1 {
+		run.Rows = append(run.Rows, rowView{"topics per stream", fmtInt(int64(r.TopicsPerStream))})
+	}
 	if r.Mode == "publish" {
 		run.Rows = append(run.Rows, rowView{"rate", fmtFloat(r.Rate) + " events/s"}, rowView{"batch", strconv.Itoa(r.Batch)})
 	} else {
@@ -680,7 +686,8 @@ func charts(r *Report) []chartView {
 		x, y := rates(tl, func(s Sample) (float64, bool) { return float64(s.Delivered), true })
 		series := []plotSeries{{name: "delivered/s", class: "s0", x: x, y: y}}
 		if r.Rate > 0 && r.Topics > 0 {
-			series = append(series, flat(r, "offered (rate × streams per topic)", r.Rate*float64(r.Subs)/float64(r.Topics)))
+			perTopic := float64(r.Subs) * float64(max(r.TopicsPerStream, 1)) / float64(r.Topics)
+			series = append(series, flat(r, "offered (rate × streams per topic)", r.Rate*perTopic))
 		}
 		out = append(out, timeChart(r, delTitle, delCaption, "events/s", false, series))
 	}

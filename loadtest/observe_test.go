@@ -149,3 +149,49 @@ func TestPublishRetry(t *testing.T) {
 		t.Errorf("%d distinct bodies, want 5: a retry must resend the same bytes", len(seen))
 	}
 }
+
+// TestPublishRetryFor: with Config.PublishRetry a batch is sent again for
+// as long as it says, where the default gives up after 6 attempts.
+func TestPublishRetryFor(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		retry         time.Duration
+		published     int64
+		failed, tries int64
+	}{
+		// 10 answers of 503, then 200s. Default: the first event fails
+		// after 6 attempts, the second is confirmed at the 11th request,
+		// the third at the 12th.
+		{"default", 0, 2, 1, 12},
+		{"retry for a minute", time.Minute, 3, 0, 13},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			requests := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				requests++
+				n := requests
+				mu.Unlock()
+				if n <= 10 {
+					http.Error(w, "no broker", http.StatusServiceUnavailable)
+					return
+				}
+				_ = json.NewEncoder(w).Encode(map[string]any{"ids": []string{"x"}})
+			}))
+			defer srv.Close()
+			pub, err := NewPublisher(Config{URL: srv.URL, Rate: 1000, Count: 3, PublishConns: 1, PublishRetry: tc.retry})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub.backoff = time.Millisecond
+			if err := pub.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			st := pub.Stats()
+			if st.Published != tc.published || st.Failed != tc.failed || st.Errors["http_503"] != 10 || st.Requests != tc.tries {
+				t.Errorf("stats %+v: want %d confirmed, %d failed, 10 answers of 503 in %d requests", st, tc.published, tc.failed, tc.tries)
+			}
+		})
+	}
+}

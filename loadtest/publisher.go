@@ -35,6 +35,8 @@ type Publisher struct {
 
 	res PublishStats // filled by Run
 	ran atomic.Bool
+
+	backoff time.Duration // first wait before sending a batch again; tests shorten it
 }
 
 // NewPublisher checks cfg and returns a publisher for it.
@@ -74,6 +76,7 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 		transport: tr,
 		client:    &http.Client{Transport: tr, Timeout: cfg.HeadTimeout},
 		published: make([]int64, cfg.Topics),
+		backoff:   publishBackoff,
 	}, nil
 }
 
@@ -245,6 +248,7 @@ func (p *Publisher) post(ctx context.Context, batch []pubItem, w *pubWorker) {
 	// An answer that never came may hide a stored batch (a node died
 	// after storing it): the same bytes are sent again, and the
 	// idempotency keys make the target store each event once.
+	first := time.Now()
 	for attempt := 0; ; attempt++ {
 		reason, retryable := p.postOnce(ctx, b, len(batch), w)
 		if reason == "" {
@@ -256,7 +260,7 @@ func (p *Publisher) post(ctx context.Context, batch []pubItem, w *pubWorker) {
 			return
 		}
 		w.errs[reason]++
-		if !retryable || attempt+1 >= publishAttempts || !sleepUntil(ctx, time.Now().Add(publishBackoff<<attempt)) {
+		if !retryable || !p.again(attempt, first) || !sleepUntil(ctx, time.Now().Add(p.backoff<<min(attempt, publishMaxDoublings))) {
 			w.failed += int64(len(batch))
 			return
 		}
@@ -264,11 +268,22 @@ func (p *Publisher) post(ctx context.Context, batch []pubItem, w *pubWorker) {
 	}
 }
 
-// Publish retries: attempts per batch and the first backoff (doubling).
+// Publish retries: attempts per batch (unless Config.PublishRetry), the
+// first backoff, and how often it doubles (100 ms to 1.6 s).
 const (
-	publishAttempts = 6
-	publishBackoff  = 100 * time.Millisecond
+	publishAttempts     = 6
+	publishBackoff      = 100 * time.Millisecond
+	publishMaxDoublings = 4
 )
+
+// again reports whether a batch whose attempt (from 0) failed, first sent
+// at first, is sent once more.
+func (p *Publisher) again(attempt int, first time.Time) bool {
+	if p.cfg.PublishRetry > 0 {
+		return time.Since(first) < p.cfg.PublishRetry
+	}
+	return attempt+1 < publishAttempts
+}
 
 // postOnce sends one publish request. It returns "" when the target
 // confirmed every event, else why not and whether the outcome is unknown

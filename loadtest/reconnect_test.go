@@ -126,3 +126,36 @@ func TestShedIsNotAResume(t *testing.T) {
 		t.Errorf("time to resume %s over %d waits: it must span every wait since the drop", ttr, waits)
 	}
 }
+
+// TestRetryZero: "retry: 0" is a hint like any other, come back at once;
+// it must not fall back to DefaultRetry (here an hour) as if none came.
+func TestRetryZero(t *testing.T) {
+	var mu sync.Mutex
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		n := requests
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "retry: 0\n\nid: c%d\ndata: %s\n\n", n, AppendPayload(nil, "load-0", int64(n), time.Now().UnixNano()))
+	}))
+	defer srv.Close()
+	pool, err := NewPool(Config{URL: srv.URL, Reconnect: true, DefaultRetry: time.Hour, Idle: true, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = pool.Run(ctx) })
+	waitFor(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if requests < 3 {
+			return fmt.Errorf("%d requests: the stream waits instead of coming back at once", requests)
+		}
+		return nil
+	})
+	cancel()
+	wg.Wait()
+}

@@ -28,6 +28,10 @@ type Report struct {
 	Started   time.Time `json:"started"`
 	ElapsedS  float64   `json:"elapsed_s"`
 
+	// TopicsPerStream is Config.TopicsPerStream when above 1 (streams on
+	// several topics at once).
+	TopicsPerStream int `json:"topics_per_stream,omitempty"`
+
 	Connect  ConnectStats  `json:"connect"`
 	Streams  StreamStats   `json:"streams"`
 	Delivery DeliveryStats `json:"delivery"`
@@ -253,6 +257,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	f := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	f("sseload %s (%s): target %s, %d streams on %d topic(s)", cmp.Or(r.Scenario, "run"), r.Mode, r.Target, r.Subs, r.Topics)
+	if r.TopicsPerStream > 1 {
+		f(" (%d per stream)", r.TopicsPerStream)
+	}
 	if r.Mode == "publish" {
 		f(", %g events/s, batch %d", r.Rate, r.Batch)
 	}

@@ -114,6 +114,9 @@ func newReport(cfg Config) *Report {
 		Scenario: cfg.Scenario, Target: cfg.URL, Mode: "publish", Subs: cfg.Subs, Topics: cfg.Topics,
 		Workers: max(cfg.Workers, 1), Reconnect: cfg.Reconnect, Started: time.Now(),
 	}
+	if cfg.TopicsPerStream > 1 {
+		r.TopicsPerStream = cfg.TopicsPerStream
+	}
 	if cfg.Idle {
 		r.Mode = "idle"
 	} else {

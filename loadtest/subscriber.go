@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,6 +34,7 @@ type Pool struct {
 	reqHead  string // "GET <path and query up to the topic>"
 	reqTail  string // the rest of the request target after the topic
 	reqTopic bool   // whether the target holds the topic at all
+	reqSep   string // "&<name>=" before each further topic of a stream (Config.TopicsPerStream)
 
 	ready    chan struct{} // closed once every stream made its first attempt
 	firstTry sync.WaitGroup
@@ -161,6 +161,10 @@ func NewPool(cfg Config) (*Pool, error) {
 		target = "/" + target
 	}
 	head, tail, hasTopic := strings.Cut(target, "{topic}")
+	sep := ""
+	if name, ok := topicParam(head); ok {
+		sep = "&" + name + "="
+	}
 	return &Pool{
 		cfg:         cfg,
 		addr:        addr,
@@ -168,6 +172,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		reqHead:     "GET " + head,
 		reqTail:     tail,
 		reqTopic:    hasTopic,
+		reqSep:      sep,
 		ready:       make(chan struct{}),
 		lat:         newShardedHist(),
 		rc:          newReconnects(),
@@ -218,7 +223,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	if p.noPoll {
 		// each stream reads on its own goroutine
-	} else if pl, err := newPoller(runtime.GOMAXPROCS(0)); err != nil {
+	} else if pl, err := newPoller(0); err != nil {
 		p.cfg.Logger.Warn("loadtest: streams read by one goroutine each", "err", err)
 	} else {
 		p.poll = pl
@@ -241,7 +246,7 @@ func (p *Pool) Run(ctx context.Context) error {
 			break
 		}
 		i := p.cfg.First + started
-		s := &stream{pool: p, key: i, topicIdx: i % p.cfg.Topics}
+		s := &stream{pool: p, key: i, topicIdx: i * p.cfg.TopicsPerStream % p.cfg.Topics}
 		if n := len(p.cfg.SourceAddrs); n > 0 {
 			s.local = &net.TCPAddr{IP: p.cfg.SourceAddrs[started%n].AsSlice()}
 		}
@@ -273,18 +278,22 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 type stream struct {
 	pool     *Pool
 	key      int // global index
-	topicIdx int
+	topicIdx int // the stream's (first) topic
 	topic    string
 	local    *net.TCPAddr
 
-	seq    SeqChecker
+	seq SeqChecker // the first topic's sequence
+	// more are the stream's further topics (Config.TopicsPerStream > 1),
+	// each with its own sequence; nil for a stream of one topic.
+	more   []topicSeq
 	onTime bool
 	lastID string
 	// cookies is the stream's cookie jar, as a browser keeps one for its
 	// EventSource: what the target set, sent back on every reconnect (the
 	// target's retry policy may rely on it).
 	cookies []*http.Cookie
-	retry   time.Duration // last retry hint; 0: none yet
+	retry   time.Duration // last retry hint, if hinted
+	hinted  bool          // a retry hint came (retry: 0 is one: come back at once)
 	c       streamCounters
 	in      wire // the response body being read (reader.go)
 
@@ -296,10 +305,21 @@ type stream struct {
 	resumePending bool
 }
 
+// topicSeq is one further topic of a multi-topic stream.
+type topicSeq struct {
+	idx  int
+	name string
+	seq  SeqChecker
+}
+
 // run connects, reads, and (with Reconnect) reconnects until ctx ends.
 func (s *stream) run(ctx context.Context) {
 	p := s.pool
 	s.topic = p.cfg.Topic(s.topicIdx)
+	for j := 1; j < p.cfg.TopicsPerStream; j++ {
+		idx := (s.topicIdx + j) % p.cfg.Topics
+		s.more = append(s.more, topicSeq{idx: idx, name: p.cfg.Topic(idx)})
+	}
 	first := true
 	defer func() {
 		if first {
@@ -360,7 +380,7 @@ func (s *stream) run(ctx context.Context) {
 			}
 		}
 		wait := s.retry
-		if wait == 0 {
+		if !s.hinted {
 			wait = p.cfg.DefaultRetry
 		}
 		start := time.Now()
@@ -380,7 +400,7 @@ func (s *stream) resumed() {
 }
 
 // judgeResume classifies the first event after a resume: a message event
-// by its sequence verdict, or a reset event.
+// by its sequence verdict (in its own topic), or a reset event.
 func (s *stream) judgeResume(v Verdict, reset bool) {
 	if !s.resumePending {
 		return
@@ -421,6 +441,10 @@ func (s *stream) connect(ctx context.Context) (net.Conn, *respBody, Reason) {
 	req = append(req, p.reqHead...)
 	if p.reqTopic {
 		req = append(req, url.QueryEscape(s.topic)...)
+		for _, m := range s.more { // Validate made sure reqSep is known
+			req = append(req, p.reqSep...)
+			req = append(req, url.QueryEscape(m.name)...)
+		}
 	}
 	req = append(req, p.reqTail...)
 	req = append(req, " HTTP/1.1\r\nHost: "...)
@@ -479,6 +503,9 @@ func (s *stream) connect(ctx context.Context) (net.Conn, *respBody, Reason) {
 			s.onTime = true
 			p.mu.Lock()
 			p.topicSubs[s.topicIdx]++
+			for _, m := range s.more {
+				p.topicSubs[m.idx]++
+			}
 			p.mu.Unlock()
 		}
 	}
@@ -531,6 +558,7 @@ func (s *stream) block(b sse.Block) {
 func (s *stream) retryHint(ms int64) {
 	mergeRange(&s.c.retryHints, &s.c.retryMinMs, &s.c.retryMaxMs, 1, ms, ms)
 	s.retry = time.Duration(min(ms, int64(time.Hour/time.Millisecond))) * time.Millisecond
+	s.hinted = true
 }
 
 // event handles one message event: latency, then sequence. data aliases
@@ -542,31 +570,52 @@ func (s *stream) event(data []byte) {
 		s.c.badPayload++
 		return
 	}
+	seq := &s.seq
 	if string(pl.Topic) != s.topic {
-		s.c.foreign++
-		return
+		if seq = s.moreSeq(pl.Topic); seq == nil {
+			s.c.foreign++
+			return
+		}
 	}
 	p := s.pool
 	s.c.delivered++
 	s.in.live.delivered++
 	p.lat.record(s.in.shard, time.Duration(s.in.now-pl.SentNs))
-	if s.seq.Unique == 0 && s.seq.Duplicates == 0 && !s.onTime {
-		s.seq = NewSeqChecker(pl.Seq) // a late stream starts where it joined
+	if seq.Unique == 0 && seq.Duplicates == 0 && !s.onTime {
+		*seq = NewSeqChecker(pl.Seq) // a late stream starts where it joined
 	}
-	v := s.seq.Observe(pl.Seq)
+	v := seq.Observe(pl.Seq)
 	if s.onTime && (v == InOrder || v == Gap || v == Reordered) {
 		s.in.live.onTimeUniq++
 	}
 	s.judgeResume(v, false)
 }
 
+// moreSeq returns the sequence of one of the stream's further topics, nil
+// when topic is none of them. A linear scan: a stream has a few topics
+// (the node allows 32 by default), and single-topic streams never get here.
+func (s *stream) moreSeq(topic []byte) *SeqChecker {
+	for i := range s.more {
+		if string(topic) == s.more[i].name {
+			return &s.more[i].seq
+		}
+	}
+	return nil
+}
+
 // fold adds the stream's counters to the pool's.
 func (s *stream) fold() {
-	s.c.unique = s.seq.Unique
-	s.c.duplicates = s.seq.Duplicates
-	s.c.reordered = s.seq.Reordered
-	s.c.gaps = s.seq.Gaps
-	s.c.missing = s.seq.Missing()
+	add := func(q *SeqChecker) {
+		s.c.unique += q.Unique
+		s.c.duplicates += q.Duplicates
+		s.c.reordered += q.Reordered
+		s.c.gaps += q.Gaps
+		s.c.missing += q.Missing()
+	}
+	add(&s.seq)
+	for i := range s.more {
+		add(&s.more[i].seq)
+	}
 	if s.resumePending {
 		s.c.resumes[resumeUnverified]++
 	}
@@ -575,6 +624,9 @@ func (s *stream) fold() {
 	p.totals.add(&s.c)
 	if s.onTime {
 		p.topicUnique[s.topicIdx] += s.seq.Unique
+		for _, m := range s.more {
+			p.topicUnique[m.idx] += m.seq.Unique
+		}
 	}
 	p.mu.Unlock()
 }

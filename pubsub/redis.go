@@ -39,8 +39,9 @@ type RedisConfig struct {
 	// Block is how long a reader waits in XREAD BLOCK before it looks again;
 	// default 5 s.
 	Block time.Duration
-	// Timeout bounds every non-blocking command; default 2 s. A publish that
-	// times out answers ErrOutcomeUnknown.
+	// Timeout bounds every non-blocking command (so does the caller's
+	// context deadline, when sooner); default 2 s. A publish that times out
+	// answers ErrOutcomeUnknown.
 	Timeout time.Duration
 	// Logger; default slog.Default().
 	Logger *slog.Logger
@@ -138,6 +139,12 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	opt.ReadTimeout = cfg.Timeout
 	opt.WriteTimeout = cfg.Timeout
 	cmdOpt := *opt
+	// Commands end by the caller's deadline too, when it comes before
+	// Timeout. go-redis ignores context deadlines on the socket otherwise:
+	// a Ping bounded to 1 s by /readyz took Timeout against a hung Redis,
+	// longer than the load balancer's check allows, so the check failed
+	// and the load balancer cut every stream of every node.
+	cmdOpt.ContextTimeoutEnabled = true
 	readOpt := *opt
 	readOpt.PoolSize = cfg.Readers + 2
 	readOpt.MinIdleConns = 0

@@ -319,6 +319,31 @@ func TestRedisUnavailable(t *testing.T) {
 	}
 }
 
+// A command ends by its context's deadline when that comes before Timeout:
+// /readyz bounds its Ping to 1 s, and a load balancer that gets no answer in
+// time marks the node dead instead of not ready.
+func TestRedisPingHonoursDeadline(t *testing.T) {
+	srv := pubsubtest.StartRedis(t)
+	const timeout = 5 * time.Second
+	b := newRedis(t, pubsub.RedisConfig{URL: srv.URL(), Partitions: 1, Timeout: timeout})
+	t.Cleanup(func() { _ = b.Close() })
+	if err := b.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause()
+	defer srv.Resume()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := b.Ping(ctx)
+	if took := time.Since(start); took >= timeout {
+		t.Errorf("Ping with a 200ms deadline took %v, the whole Timeout", took)
+	}
+	if !errors.Is(err, pubsub.ErrUnavailable) {
+		t.Errorf("Ping to a hung Redis = %v, want ErrUnavailable", err)
+	}
+}
+
 // Nodes that disagree on the partition count would hash topics differently:
 // the second one must refuse to run.
 func TestRedisPartitionCountIsFixed(t *testing.T) {

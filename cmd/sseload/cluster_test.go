@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ssecluster/ssecluster/deploy/cluster/clustertest"
 	"github.com/ssecluster/ssecluster/loadtest"
 )
 
@@ -18,48 +18,12 @@ import (
 // every scenario with the command line itself, and check the reports
 // against what is known to have been published. No timing is asserted.
 
-// cluster is a running local cluster: its cluster.env values.
-type cluster struct {
-	dir    string
-	script string
-	env    map[string]string
-}
-
-// startCluster runs "cluster.sh start ARGS" in a temporary directory and
-// stops it when the test ends. Node settings come from nodeEnv.
-func startCluster(t *testing.T, nodeEnv []string, args ...string) *cluster {
+// startCluster runs "cluster.sh start ARGS" (clustertest.Start) and
+// returns the cluster with the cluster.env values these tests use.
+func startCluster(t *testing.T, nodeEnv []string, args ...string) (*clustertest.Cluster, map[string]string) {
 	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cluster{dir: t.TempDir(), script: filepath.Join(root, "deploy/cluster/cluster.sh")}
-	cmd := exec.Command(c.script, append([]string{"start", "-d", c.dir}, args...)...)
-	cmd.Env = append(os.Environ(), nodeEnv...)
-	out, err := cmd.CombinedOutput()
-	t.Cleanup(func() {
-		if out, err := exec.Command(c.script, "stop", "-d", c.dir).CombinedOutput(); err != nil {
-			t.Errorf("cluster.sh stop: %v\n%s", err, out)
-		}
-	})
-	if err != nil {
-		t.Fatalf("cluster.sh start %q: %v\n%s", args, err, out)
-	}
-	// cluster.env is bash (printf %q); let bash read it.
-	names := []string{"TARGET_URL", "NODE_PIDS", "LB_URL", "REDIS_URL"}
-	script := `. "$1"; shift; for v in "$@"; do printf '%s\n' "${!v}"; done`
-	vals, err := exec.Command("bash", append([]string{"-c", script, "_", filepath.Join(c.dir, "cluster.env")}, names...)...).Output()
-	if err != nil {
-		t.Fatalf("reading cluster.env: %v", err)
-	}
-	lines := strings.Split(strings.TrimSuffix(string(vals), "\n"), "\n")
-	c.env = make(map[string]string)
-	for i, n := range names {
-		if i < len(lines) {
-			c.env[n] = lines[i]
-		}
-	}
-	return c
+	c := clustertest.Start(t, nodeEnv, args...)
+	return c, c.Env(t, "TARGET_URL", "NODE_PIDS", "LB_URL", "REDIS_URL")
 }
 
 // sseload runs the command line in this process and returns its report.
@@ -97,10 +61,10 @@ func exact(t *testing.T, name string, r *loadtest.Report, events int64) {
 }
 
 func TestScenariosStandalone(t *testing.T) {
-	c := startCluster(t, []string{"RETRY_MIN=200ms", "RETRY_MAX=1s", "LOG_LEVEL=warn"}, "--memory")
-	target := c.env["TARGET_URL"]
+	c, env := startCluster(t, []string{"RETRY_BASE=200ms", "RETRY_CAP=1s", "LOG_LEVEL=warn"}, "--memory")
+	target := env["TARGET_URL"]
 
-	r := sseload(t, "capacity", "--target", target, "--conns", "300", "--duration", "1s", "--node-pid", c.env["NODE_PIDS"])
+	r := sseload(t, "capacity", "--target", target, "--conns", "300", "--duration", "1s", "--node-pid", env["NODE_PIDS"])
 	if r.Connect.Established != 300 || r.Streams.AliveAtEnd != 300 || r.Nodes == nil || r.Nodes.RSSPerStreamKiB <= 0 {
 		t.Errorf("capacity: established %d alive %d nodes %+v", r.Connect.Established, r.Streams.AliveAtEnd, r.Nodes)
 	}
@@ -121,7 +85,7 @@ func TestScenariosStandalone(t *testing.T) {
 	// the streams come back and are told so with a reset, never a silent
 	// skip, and nothing arrives twice.
 	r = sseload(t, "storm", "--target", target, "--conns", "100", "--rate", "50", "--duration", "6s",
-		"--storm-at", "2s", "--storm-cmd", c.script+" restart-node 1 -d "+c.dir, "--drain", "5s")
+		"--storm-at", "2s", "--storm-cmd", c.Command("restart-node", "1"), "--drain", "5s")
 	if r.Storm == nil || r.Storm.Error != "" || r.Reconnects.Resumed < 100 || r.Reconnects.Outcomes["reset"] == 0 {
 		t.Errorf("standalone storm: storm %+v reconnects %+v", r.Storm, r.Reconnects)
 	}
@@ -131,12 +95,12 @@ func TestScenariosStandalone(t *testing.T) {
 }
 
 func TestScenariosCluster(t *testing.T) {
-	c := startCluster(t, []string{"RETRY_MIN=200ms", "RETRY_MAX=1s", "LOG_LEVEL=warn"}, "-n", "3")
-	target := c.env["LB_URL"]
+	c, env := startCluster(t, []string{"RETRY_BASE=200ms", "RETRY_CAP=1s", "LOG_LEVEL=warn"}, "-n", "3")
+	target := env["LB_URL"]
 	if target == "" {
 		t.Fatal("no load balancer in cluster.env")
 	}
-	pids := strings.ReplaceAll(c.env["NODE_PIDS"], " ", ",")
+	pids := strings.ReplaceAll(env["NODE_PIDS"], " ", ",")
 
 	r := sseload(t, "capacity", "--target", target, "--conns", "300", "--duration", "1s", "--node-pid", pids)
 	if r.Connect.Established != 300 || r.Nodes == nil || len(r.Nodes.Processes) != 3 || r.Nodes.RSSPerStreamKiB <= 0 {
@@ -152,7 +116,7 @@ func TestScenariosCluster(t *testing.T) {
 	// SIGKILL one node of three: its streams come back through the load
 	// balancer on the others and resume exactly from Redis.
 	r = sseload(t, "storm", "--target", target, "--conns", "150", "--topics", "5", "--rate", "50", "--duration", "8s",
-		"--storm-at", "2s", "--storm-cmd", c.script+" kill-node 1 -d "+c.dir, "--drain", "10s")
+		"--storm-at", "2s", "--storm-cmd", c.Command("kill-node", "1"), "--drain", "10s")
 	exact(t, "storm", r, r.Publish.Events)
 	rc := r.Reconnects
 	if r.Storm == nil || r.Storm.Error != "" || rc.Resumed == 0 || r.Storm.WaveS <= 0 {

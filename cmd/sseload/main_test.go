@@ -41,6 +41,9 @@ func TestScenarios(t *testing.T) {
 		}},
 		{[]string{"topics", "--conns", "300"}, func(c loadtest.Config) bool { return c.Topics == 300 && c.Subs == 300 }},
 		{[]string{"topics", "--conns", "300", "--topics", "30"}, func(c loadtest.Config) bool { return c.Topics == 30 }},
+		{[]string{"run", "--topics", "1000", "--topics-per-stream", "8", "--publish-retry", "30s"}, func(c loadtest.Config) bool {
+			return c.Topics == 1000 && c.TopicsPerStream == 8 && c.PublishRetry == 30*time.Second
+		}},
 		{[]string{"storm", "--storm-signal", "KILL", "--storm-pid", "4242", "--duration", "30s"}, func(c loadtest.Config) bool {
 			return c.Reconnect && c.Storm.At == 10*time.Second && c.Storm.PID == 4242
 		}},

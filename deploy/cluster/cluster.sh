@@ -11,9 +11,29 @@
 #                                      exit, start it again with the same ports
 #                                      and id, wait for /readyz (and for the LB
 #                                      to see it UP)
+#   cluster.sh freeze-node I -d DIR    SIGSTOP node I: it holds its sockets
+#                                      and answers nothing (a hung process)
+#   cluster.sh thaw-node I  -d DIR     SIGCONT node I
+#   cluster.sh stop-redis   -d DIR     SIGTERM Redis (with --aof it writes the
+#                                      append-only file first), wait for its exit
+#   cluster.sh start-redis  -d DIR     start Redis again on its port, with the
+#                                      same persistence, and wait for PING
+#   cluster.sh restart-redis -d DIR    stop-redis, then start-redis: without
+#                                      --aof Redis comes back empty
+#   cluster.sh freeze-redis -d DIR     SIGSTOP Redis: unreachable (connects
+#                                      and commands hang) but nothing is lost
+#   cluster.sh thaw-redis   -d DIR     SIGCONT Redis
+#   cluster.sh restart-lb   -d DIR     SIGTERM HAProxy (a hard stop: every
+#                                      connection through it is closed), start
+#                                      it again on its ports, wait until it
+#                                      sees every running node UP
 #   cluster.sh stop         -d DIR     stop everything start launched, newest
 #                                      first; nodes get SIGINT (stop at once,
-#                                      no drain: HAProxy is gone already)
+#                                      no drain: HAProxy is gone already);
+#                                      frozen processes are thawed to stop
+#
+# Every subcommand acts only on the processes this cluster started, keeps
+# their ports, and fails when the process it needs is not running.
 #
 # start options:
 #   -n K       nodes (default 3), NODE_ID node1..nodeK
@@ -31,7 +51,7 @@
 #   CLUSTER_DIR CLUSTER_MODE (redis|memory) NODES
 #   TARGET_URL             where clients go: LB_URL, or node1 without LB
 #   LB_URL LB_STATS_URL HAPROXY_PID            (empty with --no-lb)
-#   REDIS_URL REDIS_PORT REDIS_PID             (empty with --memory)
+#   REDIS_URL REDIS_PORT REDIS_PID REDIS_AOF   (empty with --memory)
 #   NODE_IDS NODE_URLS NODE_ADMIN_URLS NODE_PORTS NODE_ADMIN_PORTS NODE_PIDS
 #                          space-separated, in node order (node1 first)
 #   SSENODE_BIN
@@ -67,7 +87,7 @@ die() {
 log() { echo "cluster: $*" >&2; }
 
 usage() {
-	sed -n '/^#   cluster.sh start/,/^#   cluster.sh stop/p; /^# start options/,/^#$/p' "${BASH_SOURCE[0]}" |
+	sed -n '/^#   cluster.sh start/,/^#   cluster.sh stop  /p; /^# start options/,/^#$/p' "${BASH_SOURCE[0]}" |
 		sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
@@ -86,7 +106,15 @@ start_time() {
 	echo "${20}"
 }
 
-# alive PID START: the process start launched still runs.
+# frozen PID: the process is stopped by a signal (state T).
+frozen() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ "${stat:0:1}" == T ]]
+}
+
+# alive PID START: the process start launched still runs (or is frozen).
 alive() {
 	[[ -n "$1" && -n "$2" ]] || return 1
 	[[ "$(start_time "$1" 2>/dev/null)" == "$2" ]]
@@ -115,6 +143,9 @@ stop_proc() {
 	local name=$1 pid=$2 st=$3 sig=$4 timeout=$5 i
 	alive "$pid" "$st" || return 0
 	kill -s "$sig" "$pid" 2>/dev/null || return 0
+	# A frozen process (freeze-node, freeze-redis) keeps the signal pending
+	# until it runs again.
+	kill -s CONT "$pid" 2>/dev/null || true
 	local deadline=$((SECONDS + timeout))
 	while ((SECONDS < deadline)); do
 		alive "$pid" "$st" || return 0
@@ -206,6 +237,7 @@ write_env() {
 		kv REDIS_PORT "$REDIS_PORT"
 		kv REDIS_PID "$REDIS_PID"
 		kv REDIS_START "$REDIS_START"
+		kv REDIS_AOF "$AOF"
 		kv NODE_IDS "${ids% }"
 		kv NODE_URLS "${urls% }"
 		kv NODE_ADMIN_URLS "${admins% }"
@@ -224,7 +256,7 @@ load_env() {
 	[[ -f "$DIR/cluster.env" ]] || die "no cluster in $DIR (no cluster.env)"
 	# shellcheck source=/dev/null
 	source "$DIR/cluster.env"
-	MODE=$CLUSTER_MODE
+	MODE=$CLUSTER_MODE AOF=${REDIS_AOF:-0}
 	local p a pid st i=1
 	read -ra p <<<"$NODE_PORTS"
 	read -ra a <<<"$NODE_ADMIN_PORTS"
@@ -238,11 +270,15 @@ load_env() {
 
 # ---- components -----------------------------------------------------------
 
+# start_redis: starts Redis on REDIS_PORT (a free port when empty) and
+# waits for PING.
 start_redis() {
 	command -v redis-server >/dev/null || die "redis-server is missing (apt-get install -y redis-server)"
 	command -v redis-cli >/dev/null || die "redis-cli is missing (apt-get install -y redis-server)"
-	free_port
-	REDIS_PORT=$PORT
+	if [[ -z "$REDIS_PORT" ]]; then
+		free_port
+		REDIS_PORT=$PORT
+	fi
 	local persist=(--save "" --appendonly no)
 	if [[ "$AOF" == 1 ]]; then
 		persist=(--save "" --appendonly yes --appendfsync everysec)
@@ -252,7 +288,7 @@ start_redis() {
 	REDIS_PID=$LAUNCHED_PID REDIS_START=$LAUNCHED_START
 	REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 	write_env
-	wait_until 15 redis "$REDIS_PID" "$REDIS_START" redis-cli -p "$REDIS_PORT" ping
+	wait_until 15 redis "$REDIS_PID" "$REDIS_START" timeout 2 redis-cli -p "$REDIS_PORT" ping
 }
 
 # start_node I: starts node I on its ports with the saved settings, waits
@@ -288,24 +324,31 @@ lb_up() {
 	done
 }
 
+# start_haproxy: renders DIR/haproxy.cfg on free ports (the first time) or
+# reuses it and its ports (restart-lb), starts HAProxy and waits until it
+# sees every running node UP.
 start_haproxy() {
 	command -v haproxy >/dev/null || die "haproxy is missing (apt-get install -y haproxy)"
 	local stats_port i names=()
-	free_port
-	LB_PORT=$PORT
-	free_port
-	stats_port=$PORT
-	LB_URL="http://127.0.0.1:$LB_PORT" LB_STATS_URL="http://127.0.0.1:$stats_port"
-	for ((i = 1; i <= NODES; i++)); do
-		names+=("node$i")
-	done
-	for ((i = 1; i <= NODES; i++)); do
-		echo "server node$i 127.0.0.1:${NODE_PORT[i]} check"
-	done | "$RENDER" "127.0.0.1:$LB_PORT" "127.0.0.1:$stats_port" "$TEMPLATE" >"$DIR/haproxy.cfg"
-	if ! haproxy -c -f "$DIR/haproxy.cfg" >"$DIR/haproxy-check.log" 2>&1; then
-		cat "$DIR/haproxy-check.log" >&2
-		die "haproxy rejects $DIR/haproxy.cfg"
+	if [[ -z "$LB_PORT" ]]; then
+		free_port
+		LB_PORT=$PORT
+		free_port
+		stats_port=$PORT
+		LB_URL="http://127.0.0.1:$LB_PORT" LB_STATS_URL="http://127.0.0.1:$stats_port"
+		for ((i = 1; i <= NODES; i++)); do
+			echo "server node$i 127.0.0.1:${NODE_PORT[i]} check"
+		done | "$RENDER" "127.0.0.1:$LB_PORT" "127.0.0.1:$stats_port" "$TEMPLATE" >"$DIR/haproxy.cfg"
+		if ! haproxy -c -f "$DIR/haproxy.cfg" >"$DIR/haproxy-check.log" 2>&1; then
+			cat "$DIR/haproxy-check.log" >&2
+			die "haproxy rejects $DIR/haproxy.cfg"
+		fi
 	fi
+	for ((i = 1; i <= NODES; i++)); do
+		if alive "${NODE_PID[i]:-}" "${NODE_START[i]:-}" && ! frozen "${NODE_PID[i]}"; then
+			names+=("node$i")
+		fi
+	done
 	launch haproxy haproxy -db -f "$DIR/haproxy.cfg"
 	HAPROXY_PID=$LAUNCHED_PID HAPROXY_START=$LAUNCHED_START
 	write_env
@@ -462,6 +505,85 @@ cmd_restart_node() {
 	log "node$i restarted (pid ${NODE_PID[i]})"
 }
 
+# signal_wait NAME PID START SIGNAL: sends SIGNAL (STOP or CONT) and waits
+# until the process is frozen, or running again.
+signal_wait() {
+	local name=$1 pid=$2 st=$3 sig=$4 i
+	alive "$pid" "$st" || die "$name is not running"
+	kill -s "$sig" "$pid"
+	for ((i = 0; i < 100; i++)); do
+		if [[ "$sig" == STOP ]] && frozen "$pid"; then return 0; fi
+		if [[ "$sig" == CONT ]] && ! frozen "$pid"; then return 0; fi
+		sleep 0.01
+	done
+	die "$name (pid $pid) did not take SIG$sig"
+}
+
+cmd_freeze_node() {
+	load_env
+	node_index "$ARG"
+	signal_wait "node$ARG" "${NODE_PID[ARG]}" "${NODE_START[ARG]}" STOP
+	log "node$ARG (pid ${NODE_PID[ARG]}) frozen"
+}
+
+cmd_thaw_node() {
+	load_env
+	node_index "$ARG"
+	signal_wait "node$ARG" "${NODE_PID[ARG]}" "${NODE_START[ARG]}" CONT
+	log "node$ARG (pid ${NODE_PID[ARG]}) thawed"
+}
+
+need_redis() {
+	load_env
+	[[ "$MODE" == redis ]] || die "a --memory cluster has no Redis"
+}
+
+# Redis stops on SIGTERM the way SHUTDOWN does: with --aof it writes and
+# fsyncs the append-only file first, so everything it acknowledged is
+# there when it starts again.
+cmd_stop_redis() {
+	need_redis
+	alive "$REDIS_PID" "$REDIS_START" || die "redis is not running"
+	stop_proc redis "$REDIS_PID" "$REDIS_START" TERM 30
+	log "redis (pid $REDIS_PID) stopped"
+}
+
+cmd_start_redis() {
+	need_redis
+	! alive "$REDIS_PID" "$REDIS_START" || die "redis runs already (pid $REDIS_PID)"
+	start_redis
+	log "redis started on port $REDIS_PORT (pid $REDIS_PID)"
+}
+
+cmd_restart_redis() {
+	need_redis
+	stop_proc redis "$REDIS_PID" "$REDIS_START" TERM 30
+	start_redis
+	log "redis restarted on port $REDIS_PORT (pid $REDIS_PID)"
+}
+
+cmd_freeze_redis() {
+	need_redis
+	signal_wait redis "$REDIS_PID" "$REDIS_START" STOP
+	log "redis (pid $REDIS_PID) frozen"
+}
+
+cmd_thaw_redis() {
+	need_redis
+	signal_wait redis "$REDIS_PID" "$REDIS_START" CONT
+	log "redis (pid $REDIS_PID) thawed"
+}
+
+# HAProxy stops at once on SIGTERM (-db: no master process; SIGUSR1 would
+# wait for every stream to end, i.e. for ever).
+cmd_restart_lb() {
+	load_env
+	[[ -n "$LB_PORT" ]] || die "this cluster has no load balancer (--no-lb)"
+	stop_proc haproxy "$HAPROXY_PID" "$HAPROXY_START" TERM 15
+	start_haproxy
+	log "haproxy restarted on port $LB_PORT (pid $HAPROXY_PID)"
+}
+
 # status prints one line per process; exits 1 when one is down or not ready.
 cmd_status() {
 	[[ -n "${CLUSTER_MODE:-}" ]] || load_env
@@ -472,7 +594,7 @@ cmd_status() {
 		case "$name" in
 		redis)
 			url=$REDIS_URL
-			redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && state=ready
+			timeout 2 redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && state=ready
 			;;
 		node*)
 			url="http://127.0.0.1:${NODE_PORT[${name#node}]}"
@@ -485,6 +607,8 @@ cmd_status() {
 		esac
 		if ! alive "$pid" "$st"; then
 			state=down
+		elif frozen "$pid"; then
+			state=frozen
 		fi
 		[[ "$state" == ready ]] || ok=1
 		printf '%-8s %-8s %-9s %s\n' "$name" "$pid" "$state" "$url"
@@ -524,5 +648,13 @@ stop) [[ -n "$DIR" ]] || die "-d DIR is required"; cmd_stop ;;
 status) cmd_status ;;
 kill-node) [[ -n "$ARG" ]] || usage; cmd_kill_node ;;
 restart-node) [[ -n "$ARG" ]] || usage; cmd_restart_node ;;
+freeze-node) [[ -n "$ARG" ]] || usage; cmd_freeze_node ;;
+thaw-node) [[ -n "$ARG" ]] || usage; cmd_thaw_node ;;
+stop-redis) [[ -z "$ARG" ]] || usage; cmd_stop_redis ;;
+start-redis) [[ -z "$ARG" ]] || usage; cmd_start_redis ;;
+restart-redis) [[ -z "$ARG" ]] || usage; cmd_restart_redis ;;
+freeze-redis) [[ -z "$ARG" ]] || usage; cmd_freeze_redis ;;
+thaw-redis) [[ -z "$ARG" ]] || usage; cmd_thaw_redis ;;
+restart-lb) [[ -z "$ARG" ]] || usage; cmd_restart_lb ;;
 *) usage ;;
 esac
