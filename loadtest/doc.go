@@ -57,7 +57,7 @@
 //
 //	goroutine                 owner           stops on                                waited by
 //	stream (one per sub)      Pool.Run        Pool.Run's ctx (its socket is closed)   Pool.Run
-//	poller loop (1 per 2 Ps)  Pool.Run        Pool.Run's ctx (poked via its eventfd)  Pool.Run
+//	poller loop (one per P)   Pool.Run        Pool.Run's ctx (poked via its eventfd)  Pool.Run
 //	first-attempt watcher     Pool.Run        every stream made its first attempt     Pool.Run
 //	publisher connection (K)  Publisher.Run   its channel closed by the scheduler     Publisher.Run
 //	pool / progress           Run             Run's inner ctx, cancelled after drain  Run
