@@ -21,3 +21,10 @@ func validTopic(t string) bool {
 func alnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
+
+// ValidTopic reports whether t is a topic the public API accepts (for the
+// admin API, which checks topics before asking the node).
+func ValidTopic(t string) bool { return validTopic(t) }
+
+// ValidNodeID reports whether id is a valid Config.NodeID.
+func ValidNodeID(id string) bool { return validNodeID(id) }
