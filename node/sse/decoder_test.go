@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -191,7 +192,11 @@ func FuzzDecode(f *testing.F) {
 		if !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
 			t.Fatalf("input %q\ndecoder: %v\nparser:  %v", in, fmtEvents(got), fmtEvents(want))
 		}
-		if errors.Is(err, ErrLineTooLong) != errors.Is(wantErr, ErrLineTooLong) {
+		// A stream that ends inside a possible BOM is the one place the two
+		// must differ: Parser sees the end and counts those bytes as a line
+		// (which may exceed a tiny MaxLine); Decoder never sees the end.
+		partialBOM := len(in) < len(bom) && bytes.HasPrefix(bom[:], in)
+		if !partialBOM && errors.Is(err, ErrLineTooLong) != errors.Is(wantErr, ErrLineTooLong) {
 			t.Fatalf("input %q: decoder error %v, parser error %v", in, err, wantErr)
 		}
 	})
