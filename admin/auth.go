@@ -3,10 +3,14 @@ package admin
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/time/rate"
 )
 
 // authenticate requires "Authorization: Bearer <token>" on every request
@@ -47,4 +51,28 @@ func bearer(h string) (string, bool) {
 func unauthorized(c echo.Context, msg string) error {
 	c.Response().Header().Set("WWW-Authenticate", `Bearer realm="ssecluster-admin"`)
 	return errorf(http.StatusUnauthorized, "unauthorized", "%s", msg)
+}
+
+// rateLimit bounds the requests per second of each source address (the
+// peer's address: X-Forwarded-For is not trusted on the admin listener,
+// which no proxy should front). Idle addresses are forgotten after three
+// minutes. A refusal is 429 with Retry-After.
+func rateLimit(perSec float64, burst int) echo.MiddlewareFunc {
+	store := middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+		Rate: rate.Limit(perSec), Burst: burst, ExpiresIn: 3 * time.Minute,
+	})
+	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+		Store: store,
+		IdentifierExtractor: func(c echo.Context) (string, error) {
+			host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+			if err != nil {
+				return c.Request().RemoteAddr, nil
+			}
+			return host, nil
+		},
+		DenyHandler: func(c echo.Context, _ string, _ error) error {
+			c.Response().Header().Set("Retry-After", "1")
+			return errorf(http.StatusTooManyRequests, "rate_limited", "too many admin requests from this address (at most %g per second)", perSec)
+		},
+	})
 }

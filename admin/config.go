@@ -38,6 +38,12 @@ type Config struct {
 	MaxTopics int
 	// RegistryTimeout bounds each registry call; default 2 s.
 	RegistryTimeout time.Duration
+	// Rate bounds the requests per second of one source address (a token
+	// bucket of Burst), token checks included, so the token cannot be
+	// guessed at speed; beyond it, 429. Defaults 20/s and a burst of 40.
+	// Negative: no limit.
+	Rate  float64
+	Burst int
 
 	// Logger; default slog.Default().
 	Logger *slog.Logger
@@ -72,6 +78,12 @@ func (c Config) withDefaults() Config {
 	if c.RegistryTimeout == 0 {
 		c.RegistryTimeout = 2 * time.Second
 	}
+	if c.Rate == 0 {
+		c.Rate = 20
+	}
+	if c.Burst == 0 {
+		c.Burst = max(2*int(c.Rate), 1)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -93,6 +105,7 @@ func (c Config) Validate() error {
 	check(c.CommandPoll < time.Millisecond, "command poll %s below 1ms", c.CommandPoll)
 	check(c.MaxTopics < 1 || c.MaxTopics > 100000, "max topics %d out of range 1..100000", c.MaxTopics)
 	check(c.RegistryTimeout <= 0, "registry timeout %s must be positive", c.RegistryTimeout)
+	check(c.Rate > 0 && c.Burst < 1, "burst %d must be positive", c.Burst)
 	return errors.Join(errs...)
 }
 

@@ -126,6 +126,7 @@ type testAdmin struct {
 func fastConfig(t testing.TB) admin.Config {
 	return admin.Config{
 		Token: token, Interval: 50 * time.Millisecond, TTL: time.Second, CommandPoll: 20 * time.Millisecond,
+		Rate:   -1, // tests call faster than any operator; TestRateLimit sets one
 		Logger: testLogger(t),
 	}
 }

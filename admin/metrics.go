@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ssecluster/ssecluster/internal/apierr"
 	"github.com/ssecluster/ssecluster/node"
 )
 
@@ -17,10 +19,12 @@ import (
 // (nodeCollector), the Go runtime's and the process's. A registry per
 // server, never prometheus.DefaultRegisterer: no global state, and two
 // nodes of one test process do not collide.
-func newMetrics(n Node, now func() time.Time) *prometheus.Registry {
+func newMetrics(n Node, now func() time.Time, adminRejected *apierr.Counts) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
+	nc := newNodeCollector(n, now)
+	nc.adminRejected = adminRejected
 	reg.MustRegister(
-		newNodeCollector(n, now),
+		nc,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -38,12 +42,13 @@ var latencyBuckets = []float64{
 // and its since-start push latency histogram, so the hot path records each
 // figure once (in the node) and nothing is kept twice.
 type nodeCollector struct {
-	node Node
-	now  func() time.Time
+	node          Node
+	now           func() time.Time
+	adminRejected *apierr.Counts // the admin listener's error answers
 
 	info, conns, opened, closed, refused, deliveries, published, latency,
 	cacheHits, cacheMisses, brokerReads, resets, cacheEntries, cacheBytes,
-	brokerUp, readLag, draining *prometheus.Desc
+	brokerUp, readLag, draining, rejected *prometheus.Desc
 }
 
 func newNodeCollector(n Node, now func() time.Time) *nodeCollector {
@@ -70,6 +75,8 @@ func newNodeCollector(n Node, now func() time.Time) *nodeCollector {
 		brokerUp:     d("broker_reachable", "1 when the broker answered the node's last check, else 0."),
 		readLag:      d("broker_read_lag_seconds", "How far the node's broker reader is behind the newest event it knows of."),
 		draining:     d("draining", "1 while the node drains, else 0."),
+		rejected: d("requests_rejected_total", "Error answers (a bad request, a missing or invalid token, a limit, a rate limit) by listener (public or admin), status and code.",
+			"listener", "status", "code"),
 	}
 }
 
@@ -77,7 +84,7 @@ func newNodeCollector(n Node, now func() time.Time) *nodeCollector {
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.conns, c.opened, c.closed, c.refused, c.deliveries, c.published,
 		c.latency, c.cacheHits, c.cacheMisses, c.brokerReads, c.resets, c.cacheEntries, c.cacheBytes,
-		c.brokerUp, c.readLag, c.draining} {
+		c.brokerUp, c.readLag, c.draining, c.rejected} {
 		ch <- d
 	}
 }
@@ -114,6 +121,12 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.brokerUp, boolFloat(r.Broker.Reachable))
 	gauge(c.readLag, r.Broker.ReadLagMs/1e3)
 	gauge(c.draining, boolFloat(r.Draining))
+	for _, rc := range r.Rejected {
+		counter(c.rejected, rc.Count, "public", strconv.Itoa(rc.Status), rc.Code)
+	}
+	for _, rc := range c.adminRejected.Snapshot() {
+		counter(c.rejected, rc.Count, "admin", strconv.Itoa(rc.Status), rc.Code)
+	}
 
 	// The since-start histogram travels encoded in MergeData (the node
 	// keeps it behind its own locks); decoding it costs a few µs per scrape.

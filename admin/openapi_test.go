@@ -199,6 +199,24 @@ func TestOpenAPIResponses(t *testing.T) {
 	want(503, req{"GET", "/admin/v1/topics/t1", ""})
 	reg.down.Store(false)
 
+	// A rate-limited listener on the same node: one request of burst, then
+	// 429 for every operation (token checks come after the limit).
+	slow := fastConfig(t)
+	slow.Rate, slow.Burst = 0.001, 1
+	lim := startAdmin(t, n, reg, slow)
+	lim.do("GET", "/admin/v1/node", "")
+	for _, rq := range all {
+		if got := lim.do(rq.method, rq.path, rq.body); got.Status != 429 || got.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s over the rate = %s, want 429 with Retry-After", rq.method, rq.path, got)
+		}
+	}
+	if got := lim.doToken("", "GET", "/admin/v1/node", ""); got.Status != 429 {
+		t.Errorf("without a token over the rate = %s, want 429 before the token check", got)
+	}
+	for k := range lim.seen {
+		a.seen[k] = true
+	}
+
 	// The drains last.
 	want(202, req{"POST", "/admin/v1/nodes/peer/drain", `{"window_s":0.1}`})
 	want(202, req{"POST", "/admin/v1/drain", ""})

@@ -7,6 +7,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ssecluster/ssecluster/internal/apierr"
 )
 
 // routes builds the Echo instance with every route of the admin listener.
@@ -17,8 +19,11 @@ func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	e.HTTPErrorHandler = errorHandler(s.log)
+	e.HTTPErrorHandler = apierr.Handler(s.log, "admin", &s.rejected)
 	e.Use(middleware.Recover())
+	if s.cfg.Rate > 0 {
+		e.Use(rateLimit(s.cfg.Rate, s.cfg.Burst))
+	}
 	dash := dashboardHandler()
 	auth := authenticate(s.cfg.Token)
 	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ssecluster/ssecluster/internal/apierr"
 	"github.com/ssecluster/ssecluster/node"
 )
 
@@ -52,6 +53,8 @@ type Server struct {
 	echo    *echo.Echo
 	metrics *prometheus.Registry
 	now     func() time.Time
+	// rejected counts the admin listener's error answers (401s included).
+	rejected apierr.Counts
 
 	running sync.Mutex // held by Serve: one Serve at a time
 }
@@ -76,7 +79,7 @@ func New(cfg Config, n Node, reg Registry) (*Server, error) {
 		s.nodeID = n.Report(s.now()).NodeID
 	}
 	s.log = cfg.Logger.With("component", "admin", "node_id", s.nodeID)
-	s.metrics = newMetrics(n, s.now)
+	s.metrics = newMetrics(n, s.now, &s.rejected)
 	s.echo = s.routes()
 	return s, nil
 }

@@ -25,6 +25,10 @@ type Config struct {
 	URL string `json:"url"`
 	// PublishToken, when set, is sent as "Authorization: Bearer <token>".
 	PublishToken string `json:"-"`
+	// SubscribeToken, when set, is sent as "Authorization: Bearer <token>"
+	// on every stream request (a target with authorization on). Like
+	// PublishToken it never appears in reports.
+	SubscribeToken string `json:"-"`
 
 	// Generic targets (any SSE server, not only ssecluster). EventsURL is
 	// the stream URL with "{topic}" where the topic goes (query-escaped),

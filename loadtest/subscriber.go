@@ -35,6 +35,7 @@ type Pool struct {
 	reqTail  string // the rest of the request target after the topic
 	reqTopic bool   // whether the target holds the topic at all
 	reqSep   string // "&<name>=" before each further topic of a stream (Config.TopicsPerStream)
+	auth     string // "Authorization: Bearer <SubscribeToken>\r\n", or ""
 
 	ready    chan struct{} // closed once every stream made its first attempt
 	firstTry sync.WaitGroup
@@ -173,6 +174,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		reqTail:     tail,
 		reqTopic:    hasTopic,
 		reqSep:      sep,
+		auth:        authLine(cfg.SubscribeToken),
 		ready:       make(chan struct{}),
 		lat:         newShardedHist(),
 		rc:          newReconnects(),
@@ -450,6 +452,7 @@ func (s *stream) connect(ctx context.Context) (net.Conn, *respBody, Reason) {
 	req = append(req, " HTTP/1.1\r\nHost: "...)
 	req = append(req, p.host...)
 	req = append(req, "\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n"...)
+	req = append(req, p.auth...)
 	if s.lastID != "" {
 		req = append(req, "Last-Event-ID: "...)
 		req = append(req, s.lastID...) // the parser never yields CR, LF or NUL in an id
@@ -670,6 +673,14 @@ func (p *Pool) progress(elapsed time.Duration, lastDelivered int64, every time.D
 	return fmt.Sprintf("t=%s streams=%d/%d established=%d delivered=%d (%.0f/s) p99=%s",
 		elapsed.Round(time.Second), p.connected.Load(), p.cfg.Subs, p.established.Load(),
 		d, rate, fmtDur(p.lat.merged().Quantile(0.99))), d
+}
+
+// authLine is the Authorization header line of a stream request.
+func authLine(token string) string {
+	if token == "" {
+		return ""
+	}
+	return "Authorization: Bearer " + token + "\r\n"
 }
 
 // keepCookies updates a stream's jar with the cookies a response set

@@ -30,6 +30,14 @@ import (
 // rest (Stderr, environment).
 type WorkerCommand func(k int) *exec.Cmd
 
+// workerConfig is the parent's line to a child: its share of the run and
+// the stream token, which Config keeps out of its JSON (reports). The pipe
+// is the child's stdin: no other process sees it.
+type workerConfig struct {
+	Config
+	Token string `json:"subscribe_token,omitempty"`
+}
+
 // workerReady is the child's first stdout line.
 type workerReady struct {
 	Ready       bool  `json:"ready"`
@@ -204,7 +212,7 @@ func startChild(k int, cmd *exec.Cmd, share Config) (*child, error) {
 		return nil, fmt.Errorf("loadtest: start worker %d: %w", k, err)
 	}
 	c := &child{k: k, cmd: cmd, stdin: stdin, ready: make(chan workerReady, 1), done: make(chan struct{})}
-	line, err := json.Marshal(share)
+	line, err := json.Marshal(workerConfig{Config: share, Token: share.SubscribeToken})
 	if err == nil {
 		_, err = stdin.Write(append(line, '\n'))
 	}
@@ -257,10 +265,12 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("loadtest: worker: reading config: %w", err)
 	}
-	var cfg Config
-	if err := json.Unmarshal(line, &cfg); err != nil {
+	var wc workerConfig
+	if err := json.Unmarshal(line, &wc); err != nil {
 		return fmt.Errorf("loadtest: worker: config: %w", err)
 	}
+	cfg := wc.Config
+	cfg.SubscribeToken = wc.Token
 	cfg = cfg.withDefaults()
 	cfg.Workers = 0
 	pool, err := NewPool(cfg)

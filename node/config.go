@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ssecluster/ssecluster/node/auth"
 	"github.com/ssecluster/ssecluster/node/retry"
 )
 
@@ -19,8 +20,26 @@ type Config struct {
 	// "node". cmd/ssenode defaults it to the hostname.
 	NodeID string
 	// PublishToken, when set, is required as "Authorization: Bearer <token>"
-	// on POST /v1/publish.
+	// on POST /v1/publish (or a JWT that grants the topics, with Auth).
 	PublishToken string
+	// Auth verifies JSON Web Tokens (package auth): with it every stream
+	// needs a token whose sse.subscribe patterns cover its topics, and
+	// every publish one whose sse.publish patterns do (or PublishToken).
+	// Nil: the node runs open.
+	Auth *auth.Verifier
+	// AuthCookie names the cookie a token may come in (after the
+	// Authorization header and the token query parameter); default
+	// "sse_token".
+	AuthCookie string
+
+	// CORSOrigins are the origins browsers may call the public API from
+	// ("https://app.example.com", or "*" for any). Default: none with Auth;
+	// "*" for streams only (not publish) without. CORSCredentials lets
+	// them send cookies (not with "*").
+	CORSOrigins     []string
+	CORSCredentials bool
+	// corsDefault: CORSOrigins was defaulted (open mode): streams only.
+	corsDefault bool
 
 	// MaxTopics is the most topics one stream may subscribe to; default 32.
 	MaxTopics int
@@ -94,8 +113,24 @@ type Config struct {
 
 	// ReadHeaderTimeout bounds reading a request's headers; default 10 s.
 	ReadHeaderTimeout time.Duration
-	// MaxHeaderBytes bounds a request's headers; default 64 KiB.
+	// BodyTimeout bounds reading a publish request's body; default 10 s.
+	// A body that does not arrive in time is answered 408.
+	BodyTimeout time.Duration
+	// MaxHeaderBytes bounds a request's header fields (names and values,
+	// the request line not included): beyond it, 431. Default 32 KiB.
+	// Far beyond it (4 times MaxHeaderBytes plus MaxURLBytes) Go's server
+	// stops reading and answers a plain-text 431 itself.
 	MaxHeaderBytes int
+	// MaxURLBytes bounds the request target (path and query): beyond it,
+	// 414. Default 16 KiB: 32 topics of 200 bytes and a token fit.
+	MaxURLBytes int
+	// MaxCursorBytes bounds Last-Event-ID: beyond it, 400. Default 64
+	// bytes per partition a stream may span (MaxTopics, at most
+	// pubsub.MaxPartitions), the most a cursor the node wrote can need.
+	MaxCursorBytes int
+	// MaxDataBytes bounds the data of one published event: beyond it, 413.
+	// Default 256 KiB (at most MaxBodyBytes).
+	MaxDataBytes int
 
 	// Logger; default slog.Default().
 	Logger *slog.Logger
@@ -160,7 +195,23 @@ func (c Config) withDefaults() Config {
 		c.ReplayPage = 500
 	}
 	if c.MaxHeaderBytes == 0 {
-		c.MaxHeaderBytes = 64 << 10
+		c.MaxHeaderBytes = 32 << 10
+	}
+	if c.MaxURLBytes == 0 {
+		c.MaxURLBytes = 16 << 10
+	}
+	if c.MaxCursorBytes == 0 {
+		c.MaxCursorBytes = c.minCursorBytes()
+	}
+	if c.MaxDataBytes == 0 {
+		c.MaxDataBytes = int(min(256<<10, c.MaxBodyBytes))
+	}
+	def(&c.BodyTimeout, 10*time.Second)
+	if c.AuthCookie == "" {
+		c.AuthCookie = "sse_token"
+	}
+	if c.CORSOrigins == nil && c.Auth == nil {
+		c.CORSOrigins, c.corsDefault = []string{"*"}, true
 	}
 	def(&c.SurvivalWindow, time.Hour)
 	if c.SurvivalRecords == 0 {
@@ -210,6 +261,17 @@ func (c Config) Validate() error {
 	check(c.Cache.Topics < 1 || c.Cache.PerTopic < 1 || c.Cache.Bytes < 1, "cache bounds must be positive")
 	check(c.ReadHeaderTimeout <= 0, "read header timeout must be positive")
 	check(c.MaxHeaderBytes < 1024, "max header bytes %d below 1024", c.MaxHeaderBytes)
+	check(c.MaxURLBytes < 1024, "max URL bytes %d below 1024", c.MaxURLBytes)
+	check(c.MaxCursorBytes < c.minCursorBytes(),
+		"max cursor bytes %d below %d (%d bytes for each partition a stream of max topics %d may span): cursors the node writes would be refused",
+		c.MaxCursorBytes, c.minCursorBytes(), MaxCursorEntryBytes, c.MaxTopics)
+	check(c.MaxDataBytes < 1 || int64(c.MaxDataBytes) > c.MaxBodyBytes, "max data bytes %d out of range 1..max body bytes", c.MaxDataBytes)
+	check(c.BodyTimeout <= 0, "body timeout must be positive")
+	check(!validCookieName(c.AuthCookie), "auth cookie name %q is not a cookie name", c.AuthCookie)
+	for _, o := range c.CORSOrigins {
+		check(o != "*" && !validOrigin(o), "CORS origin %q must be scheme://host[:port] or *", o)
+		check(o == "*" && c.CORSCredentials, "CORS credentials cannot be allowed for any origin (*)")
+	}
 	check(c.SurvivalWindow <= 0 || c.SurvivalWindow > 24*time.Hour, "survival window %s out of range (0, 24h]", c.SurvivalWindow)
 	check(c.SurvivalRecords < 1, "survival records %d must be positive", c.SurvivalRecords)
 	return errors.Join(errs...)

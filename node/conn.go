@@ -30,15 +30,16 @@ const (
 	ReasonWriteTimeout             // a blocking write (replay, backlog) did not finish within WriteTimeout
 	ReasonDrain                    // closed by a drain, spread over the window
 	ReasonKicked                   // closed by an operator (admin API)
+	ReasonTokenExpired             // its token expired (Config.Auth): the client reconnects with a fresh one
 )
 
 var reasonNames = [...]string{"none", "client_gone", "write_error", "slow_consumer", "shutdown", "shed", "broker_error",
-	"write_timeout", "drain", "kicked"}
+	"write_timeout", "drain", "kicked", "token_expired"}
 
 // Failure reports whether a close counts against the stream's survival: the
 // node failed the client (write errors, timeouts, slow-consumer evictions,
 // broker errors), as opposed to the client leaving or the operator moving
-// it (drain, kick, shutdown).
+// it (drain, kick, shutdown) or its token running out.
 func (r CloseReason) Failure() bool {
 	switch r {
 	case ReasonWriteError, ReasonSlowConsumer, ReasonBrokerError, ReasonWriteTimeout, ReasonShed:
@@ -51,7 +52,7 @@ func (r CloseReason) Failure() bool {
 // own and tells the client when to come back.
 func (r CloseReason) goodbye() bool {
 	switch r {
-	case ReasonShutdown, ReasonShed, ReasonBrokerError, ReasonDrain, ReasonKicked:
+	case ReasonShutdown, ReasonShed, ReasonBrokerError, ReasonDrain, ReasonKicked, ReasonTokenExpired:
 		return true
 	}
 	return false
@@ -78,6 +79,7 @@ type conn struct {
 	remote  string
 	addr    netip.Addr      // the source address its per-address limits count against
 	life    survival.Handle // its record in the node's lifetime log
+	expiry  *time.Timer     // closes the stream when its token expires; nil: no token expiry
 
 	// admit is the retry state the stream was admitted with (what its
 	// cookie says); a goodbye hint never undercuts it. healthy is set once

@@ -3,14 +3,15 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
@@ -38,19 +39,31 @@ type publishResponse struct {
 // It answers only once the broker holds every event.
 func (s *Server) publish(c echo.Context) error {
 	req := c.Request()
-	if s.cfg.PublishToken != "" && !bearerMatches(req.Header.Get("Authorization"), s.cfg.PublishToken) {
-		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="publish"`)
-		return errorf(http.StatusUnauthorized, "unauthorized", "a valid publish token is required")
+	grant, err := s.publishAuth(c)
+	if err != nil {
+		return err
 	}
 	if ct := req.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 			return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be application/json")
 		}
 	}
+	if req.ContentLength > s.cfg.MaxBodyBytes {
+		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the body exceeds %d bytes", s.cfg.MaxBodyBytes)
+	}
+	// The server has no read timeout (streams live for hours): the body
+	// gets its own deadline, so a body that never ends holds nothing long.
+	rc := http.NewResponseController(c.Response())
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, s.cfg.MaxBodyBytes))
+	_ = rc.SetReadDeadline(time.Time{}) // a late deadline would cancel the request's context
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the body exceeds %d bytes", s.cfg.MaxBodyBytes)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.Response().Header().Set("Connection", "close")
+			return errorf(http.StatusRequestTimeout, "body_timeout", "the body did not arrive within %s", s.cfg.BodyTimeout)
 		}
 		return errorf(http.StatusBadRequest, "bad_body", "reading the body failed")
 	}
@@ -69,11 +82,14 @@ func (s *Server) publish(c echo.Context) error {
 	}
 	msgs := make([]pubsub.Message, len(events))
 	for i := range events {
-		m, err := toMessage(&events[i], i)
+		m, err := toMessage(&events[i], i, s.cfg.MaxDataBytes)
 		if err != nil {
 			return err
 		}
 		msgs[i] = m
+	}
+	if err := checkPublish(grant, events); err != nil { // topics are valid now
+		return err
 	}
 
 	ctx, cancel := context.WithTimeout(req.Context(), s.cfg.PublishTimeout)
@@ -129,7 +145,7 @@ func (s *Server) decodePublish(body []byte) ([]publishEvent, error) {
 		return nil, errorf(http.StatusBadRequest, "empty_batch", "the batch holds no event")
 	}
 	if len(events) > s.cfg.MaxBatch {
-		return nil, errorf(http.StatusBadRequest, "batch_too_large", "at most %d events per request", s.cfg.MaxBatch)
+		return nil, errorf(http.StatusRequestEntityTooLarge, "batch_too_large", "at most %d events per request", s.cfg.MaxBatch)
 	}
 	return events, nil
 }
@@ -154,8 +170,9 @@ func jsonErrorMessage(err error) string {
 	return err.Error()
 }
 
-// toMessage validates one event (i is its index, for messages).
-func toMessage(ev *publishEvent, i int) (pubsub.Message, error) {
+// toMessage validates one event (i is its index, for messages; maxData
+// bounds its data).
+func toMessage(ev *publishEvent, i, maxData int) (pubsub.Message, error) {
 	at := "event " + strconv.Itoa(i)
 	if !validTopic(ev.Topic) {
 		return pubsub.Message{}, errorf(http.StatusBadRequest, "invalid_topic",
@@ -193,6 +210,9 @@ func toMessage(ev *publishEvent, i int) (pubsub.Message, error) {
 		}
 		data = buf.Bytes()
 	}
+	if len(data) > maxData {
+		return pubsub.Message{}, errorf(http.StatusRequestEntityTooLarge, "data_too_large", "%s: data exceeds %d bytes", at, maxData)
+	}
 	return pubsub.Message{Topic: ev.Topic, Type: ev.Event, Data: data, IdempotencyKey: ev.IdempotencyKey}, nil
 }
 
@@ -206,14 +226,4 @@ func validIdempotencyKey(k string) bool {
 		}
 	}
 	return true
-}
-
-// bearerMatches compares an Authorization header with the expected token
-// in constant time.
-func bearerMatches(header, token string) bool {
-	const prefix = "Bearer "
-	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(header[len(prefix):]), []byte(token)) == 1
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/ssecluster/ssecluster/internal/apierr"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -66,6 +67,9 @@ type Report struct {
 	// Published events accepted by this node's POST /v1/publish.
 	Deliveries int64 `json:"deliveries"`
 	Published  int64 `json:"published"`
+	// Rejected counts the public listener's error answers (a client's bad
+	// request, a missing token, a limit) by status and code, since start.
+	Rejected []apierr.Count `json:"rejected"`
 }
 
 // BrokerStatus is what the node knows of its broker.
@@ -232,6 +236,7 @@ func (s *Server) Report(now time.Time) Report {
 		PushLatency: s.lat.Snapshot(now).Windows(),
 		Deliveries:  st.Deliveries.Load(),
 		Published:   st.Published.Load(),
+		Rejected:    st.Rejected.Snapshot(),
 	}
 	for i, name := range reasonNames {
 		if CloseReason(i) != ReasonNone {

@@ -5,6 +5,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/ssecluster/ssecluster/internal/apierr"
 )
 
 // routes builds the Echo instance with every route of the public listener.
@@ -14,17 +16,32 @@ func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	e.HTTPErrorHandler = errorHandler(s.log)
+	e.HTTPErrorHandler = apierr.Handler(s.log, "public", &s.stats.Rejected)
+	e.Pre(s.limitRequest)
 	e.Use(middleware.Recover())
 
-	e.GET("/v1/events", s.subscribe)
-	e.POST("/v1/publish", s.publish)
+	streams, publish := s.cors()
+	var sm, pm []echo.MiddlewareFunc
+	if streams != nil {
+		sm = append(sm, streams)
+		e.OPTIONS("/v1/events", preflightOnly, streams)
+	}
+	if publish != nil {
+		pm = append(pm, publish)
+		e.OPTIONS("/v1/publish", preflightOnly, publish)
+	}
+	e.GET("/v1/events", s.subscribe, sm...)
+	e.POST("/v1/publish", s.publish, pm...)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.HEAD("/healthz", s.healthz)
 	e.HEAD("/readyz", s.readyz)
 	return e
 }
+
+// preflightOnly answers an OPTIONS request the CORS middleware left to
+// it: one from no allowed origin, or no preflight at all.
+func preflightOnly(c echo.Context) error { return c.NoContent(http.StatusNoContent) }
 
 func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "node_id": s.cfg.NodeID})

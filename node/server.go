@@ -125,7 +125,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadTimeout:       0, // streams are hijacked; publish bodies are bounded by size
 		WriteTimeout:      0, // a server-wide write timeout kills streams; per-write deadlines instead
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		MaxHeaderBytes:    s.cfg.hardHeaderCap(),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 
@@ -221,6 +221,9 @@ func (s *Server) reapNow() {
 	s.dead = nil
 	s.deadMu.Unlock()
 	for _, c := range dead {
+		if c.expiry != nil {
+			c.expiry.Stop()
+		}
 		s.hub.unregister(c)
 		s.conns.remove(c)
 		s.addrs.release(c.addr)

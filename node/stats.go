@@ -1,6 +1,10 @@
 package node
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/ssecluster/ssecluster/internal/apierr"
+)
 
 // Stats are the node's counters, safe for concurrent use.
 type Stats struct {
@@ -15,4 +19,5 @@ type Stats struct {
 	Replayed      atomic.Int64                   // events sent from history
 	Published     atomic.Int64                   // events accepted by POST /v1/publish
 	Refused       [numRefusals]atomic.Int64      // connection attempts answered without a stream, by Refusal
+	Rejected      apierr.Counts                  // error answers of the public listener, by status and code
 }

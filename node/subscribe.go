@@ -32,13 +32,20 @@ func (s *Server) subscribe(c echo.Context) error {
 	if err != nil {
 		return errorf(http.StatusBadRequest, "bad_query", "query string does not parse")
 	}
+	grant, err := s.subscribeGrant(c)
+	if err != nil {
+		return err
+	}
 	topics, err := s.parseTopics(query["topic"])
 	if err != nil {
 		return err
 	}
-	cursorText := req.Header.Get("Last-Event-ID")
-	if cursorText == "" {
-		cursorText = query.Get("last_event_id")
+	if err := checkSubscribe(grant, topics); err != nil {
+		return err
+	}
+	cursorText, err := s.cursorText(req, query)
+	if err != nil {
+		return err
 	}
 
 	// Admission, cheapest first and before any other work: the source
@@ -124,10 +131,15 @@ func (s *Server) subscribe(c echo.Context) error {
 		cn.parts = append(cn.parts, connPart{p: p, topics: ts})
 	}
 	slices.SortFunc(cn.parts, func(a, b connPart) int { return a.p - b.p })
+	if dl := s.tokenDeadline(grant); !dl.IsZero() {
+		// Stopped when the conn is reaped; a late fire closes a closed conn,
+		// which does nothing.
+		cn.expiry = time.AfterFunc(time.Until(dl), func() { cn.close(ReasonTokenExpired) })
+	}
 	s.conns.add(cn)
 	s.stats.ConnsOpened.Add(1)
 
-	if err := cn.writeBlocking(s.appendHead(nil, cn, dec.Hint)); err != nil {
+	if err := cn.writeBlocking(s.appendHead(nil, cn, c.Response().Header(), dec.Hint)); err != nil {
 		s.shed(cn, ReasonClientGone)
 		return nil
 	}
@@ -144,6 +156,27 @@ func (s *Server) subscribe(c echo.Context) error {
 	}
 	s.startStream(req.Context(), cn, cursor, resetAll)
 	return nil
+}
+
+// cursorText returns the client's cursor: the Last-Event-ID header (what
+// EventSource sends when it reconnects), else the last_event_id query
+// parameter (for a first connection that resumes).
+func (s *Server) cursorText(req *http.Request, query url.Values) (string, error) {
+	hv, qv := req.Header.Values("Last-Event-ID"), query["last_event_id"]
+	if len(hv) > 1 || len(qv) > 1 {
+		return "", errorf(http.StatusBadRequest, "ambiguous_cursor", "send one Last-Event-ID")
+	}
+	var text string
+	switch {
+	case len(hv) == 1:
+		text = hv[0]
+	case len(qv) == 1:
+		text = qv[0]
+	}
+	if len(text) > s.cfg.MaxCursorBytes {
+		return "", errorf(http.StatusBadRequest, "cursor_too_long", "Last-Event-ID exceeds %d bytes", s.cfg.MaxCursorBytes)
+	}
+	return text, nil
 }
 
 // parseTopics validates the topic parameters and removes duplicates.
@@ -176,10 +209,10 @@ func groupByPartition(topics []string, partitions int) map[int][]string {
 	return m
 }
 
-// appendHead appends the response head (with the retry cookie) and the
-// first frame, the retry hint. The connection is hijacked, so the head is
-// written by hand.
-func (s *Server) appendHead(b []byte, c *conn, hint time.Duration) []byte {
+// appendHead appends the response head (with the retry cookie and the CORS
+// headers middleware set in h) and the first frame, the retry hint. The
+// connection is hijacked, so the head is written by hand.
+func (s *Server) appendHead(b []byte, c *conn, h http.Header, hint time.Duration) []byte {
 	b = append(b, "HTTP/1.1 200 OK\r\n"+
 		"Content-Type: text/event-stream\r\n"+
 		"Cache-Control: no-cache\r\n"+
@@ -188,6 +221,7 @@ func (s *Server) appendHead(b []byte, c *conn, hint time.Duration) []byte {
 	b = append(b, s.cfg.NodeID...) // validated: [A-Za-z0-9._-]
 	b = append(b, "\r\n"...)
 	b = s.appendRetryCookie(b, c.admit)
+	b = appendCORSHeaders(b, h)
 	if c.chunked {
 		b = append(b, "Transfer-Encoding: chunked\r\n\r\n"...)
 	} else {

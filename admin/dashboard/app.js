@@ -12,7 +12,7 @@
   const STALE_MS = 3 * REFRESH_MS;
   const TOKEN_KEY = 'ssecluster.admin.token';
   const SURVIVAL_AT = ['10s', '1m', '5m', '30m', '1h']; // after t = 0, where S = 1
-  const CLOSE_REASONS = ['client_gone', 'write_error', 'write_timeout', 'slow_consumer', 'drain', 'kicked', 'shutdown', 'shed', 'broker_error'];
+  const CLOSE_REASONS = ['client_gone', 'write_error', 'write_timeout', 'slow_consumer', 'drain', 'kicked', 'token_expired', 'shutdown', 'shed', 'broker_error'];
   const REFUSALS = ['early', 'too_many', 'draining', 'capacity', 'admission', 'addr_streams', 'addr_rate'];
   const NODE_COLORS = ['#2563eb', '#16a34a', '#d97706', '#9333ea', '#0891b2', '#db2777', '#65a30d', '#dc2626'];
   const SVGNS = 'http://www.w3.org/2000/svg';

@@ -4,6 +4,10 @@
 // flag name upper-cased, dashes as underscores); a flag given on the command
 // line wins. The one exception is -healthcheck, the container image's
 // probe: it GETs the node's /healthz and exits 0 (200) or 1.
+//
+// "ssenode token [flags]" prints a JWT for the node's authorization, signed
+// with JWT_SECRET or a private key file (see -h and the README's
+// Authorization section).
 package main
 
 import (
@@ -24,6 +28,7 @@ import (
 	"github.com/ssecluster/ssecluster/admin"
 	"github.com/ssecluster/ssecluster/internal/flagenv"
 	"github.com/ssecluster/ssecluster/node"
+	"github.com/ssecluster/ssecluster/node/auth"
 	"github.com/ssecluster/ssecluster/node/retry"
 	"github.com/ssecluster/ssecluster/pubsub"
 )
@@ -35,7 +40,13 @@ func main() {
 	defer stop()
 	term := make(chan os.Signal, 2)
 	signal.Notify(term, syscall.SIGTERM)
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, term); err != nil {
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		err = mintToken(os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+	} else {
+		err = run(ctx, os.Args[1:], os.Getenv, os.Stderr, term)
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -56,6 +67,11 @@ type options struct {
 	cookieKey, trustedProxies string
 	logLevel                  string
 	healthcheck               bool
+	jwt                       auth.Config
+	jwtSecret, jwtKeyFile     string
+	corsOrigins               string
+	adminRate                 float64
+	adminBurst                int
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -68,7 +84,15 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token of the admin API; unset: the admin API listens on 127.0.0.1 only")
 	fs.DurationVar(&o.adminInterval, "admin-report-interval", 2*time.Second, "how often the node publishes its admin report to the cluster registry")
 	fs.DurationVar(&o.adminTTL, "admin-report-ttl", 10*time.Second, "how long a published report lives: a node that stops publishing leaves the cluster view after it")
-	fs.StringVar(&n.PublishToken, "publish-token", "", "when set, POST /v1/publish requires Authorization: Bearer <token>")
+	fs.StringVar(&n.PublishToken, "publish-token", "", "when set, POST /v1/publish requires Authorization: Bearer <token> (or a JWT granting the topics)")
+	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret (32+ bytes) verifying JWTs; turns authorization on (prefer the environment variable)")
+	fs.StringVar(&o.jwtKeyFile, "jwt-public-key-file", "", "PEM file of an RSA (RS256) or ECDSA P-256 (ES256) public key verifying JWTs; turns authorization on")
+	fs.DurationVar(&o.jwt.Leeway, "jwt-leeway", 10*time.Second, "clock skew tolerated on a token's exp and nbf")
+	fs.StringVar(&o.jwt.Audience, "jwt-audience", "", "when set, a token's aud must contain it")
+	fs.StringVar(&o.jwt.Issuer, "jwt-issuer", "", "when set, a token's iss must equal it")
+	fs.StringVar(&n.AuthCookie, "jwt-cookie", "sse_token", "cookie a stream's token may come in (after Authorization: Bearer and the token query parameter)")
+	fs.StringVar(&o.corsOrigins, "cors-origins", "", "comma-separated origins browsers may call from (scheme://host[:port], *.domain, or *); default: none with JWT, * for streams only without")
+	fs.BoolVar(&n.CORSCredentials, "cors-credentials", false, "let allowed origins send cookies (not with *)")
 	fs.StringVar(&n.NodeID, "node-id", "", "node name in logs and the X-SSE-Node header (default: hostname)")
 	fs.StringVar(&o.redisURL, "redis-url", "", "Redis URL, e.g. redis://127.0.0.1:6379/0; unset = standalone in-memory broker")
 	fs.StringVar(&o.redisPrefix, "redis-prefix", "sse", "prefix of every Redis key")
@@ -92,7 +116,15 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.DurationVar(&n.DeadPeerTimeout, "dead-peer-timeout", 30*time.Second, "unacknowledged bytes older than this drop the connection (TCP_USER_TIMEOUT)")
 	fs.IntVar(&n.MaxTopics, "max-topics", 32, "most topics per stream")
 	fs.IntVar(&n.MaxBatch, "max-batch", 1000, "most events per publish request")
-	fs.Int64Var(&n.MaxBodyBytes, "max-body-bytes", 1<<20, "largest publish request body")
+	fs.Int64Var(&n.MaxBodyBytes, "max-body-bytes", 1<<20, "largest publish request body (413 beyond)")
+	fs.IntVar(&n.MaxDataBytes, "max-data-bytes", 256<<10, "largest data of one published event (413 beyond)")
+	fs.IntVar(&n.MaxHeaderBytes, "max-header-bytes", 32<<10, "largest request header fields (431 beyond)")
+	fs.IntVar(&n.MaxURLBytes, "max-url-bytes", 16<<10, "longest request target, path and query (414 beyond)")
+	fs.IntVar(&n.MaxCursorBytes, "max-cursor-bytes", 0, "longest Last-Event-ID (400 beyond; default 64 per max-topics)")
+	fs.DurationVar(&n.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers (slow clients are cut off)")
+	fs.DurationVar(&n.BodyTimeout, "body-timeout", 10*time.Second, "time a publisher has to send its request body (408 beyond)")
+	fs.Float64Var(&o.adminRate, "admin-rate", 20, "admin API requests per second of one source address (429 beyond; negative: no limit)")
+	fs.IntVar(&o.adminBurst, "admin-burst", 40, "admin API rate limit burst")
 	fs.IntVar(&n.MaxPending, "max-pending-bytes", 1<<20, "most bytes queued for a stream that reads slowly before it is closed")
 	fs.IntVar(&n.Cache.Topics, "cache-topics", 10000, "replay cache: most topics")
 	fs.IntVar(&n.Cache.PerTopic, "cache-per-topic", 256, "replay cache: most events per topic")
@@ -119,6 +151,19 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	if o.cookieKey != "" {
 		n.CookieKey = []byte(o.cookieKey)
+	}
+	for origin := range strings.SplitSeq(o.corsOrigins, ",") {
+		if origin = strings.TrimSpace(origin); origin != "" {
+			n.CORSOrigins = append(n.CORSOrigins, origin)
+		}
+	}
+	o.jwt.Secret = []byte(o.jwtSecret)
+	if o.jwtKeyFile != "" {
+		pem, err := os.ReadFile(o.jwtKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("jwt public key: %w", err)
+		}
+		o.jwt.PublicKeyPEM = pem
 	}
 	for p := range strings.SplitSeq(o.trustedProxies, ",") {
 		if p = strings.TrimSpace(p); p == "" {
@@ -167,6 +212,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	cfg := o.node
 	cfg.Logger = log
+	if o.jwt.Enabled() {
+		v, err := auth.New(o.jwt)
+		if err != nil {
+			return err
+		}
+		cfg.Auth = v
+	} else {
+		warnOpen(log, cfg.PublishToken != "")
+	}
 	srv, err := node.New(cfg, broker)
 	if err != nil {
 		return err
@@ -183,6 +237,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	adm, err := admin.New(admin.Config{
 		Addr: o.adminAddr, Token: o.adminToken, NodeID: cfg.NodeID,
 		Interval: o.adminInterval, TTL: o.adminTTL, Logger: log,
+		Rate: o.adminRate, Burst: o.adminBurst,
 	}, srv, registry)
 	if err != nil {
 		return err
@@ -194,6 +249,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		"redis_url", redactURL(o.redisURL),
 		"partitions", o.partitions,
 		"publish_token_set", cfg.PublishToken != "",
+		"auth", authMode(o.jwt),
+		"cors_origins", cfg.CORSOrigins,
 		"admin_addr", adm.Addr(),
 		"admin_token_set", o.adminToken != "",
 		"heartbeat", cfg.Heartbeat.String(),
@@ -233,6 +290,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	cancel() // the goroutines above end with ctx, also when Run failed
 	wg.Wait()
 	return errors.Join(err, adminErr)
+}
+
+// warnOpen says loudly that the node runs without authorization.
+func warnOpen(log *slog.Logger, publishToken bool) {
+	publish := "anyone who can reach it may publish to any topic (set PUBLISH_TOKEN or JWT_SECRET)"
+	if publishToken {
+		publish = "publishing needs PUBLISH_TOKEN"
+	}
+	log.Warn("AUTHORIZATION IS OFF: no JWT_SECRET or JWT_PUBLIC_KEY_FILE is set, so anyone who can reach this node may subscribe to any topic; " +
+		publish + ". Fine on a laptop; never expose an open node to the internet (README: Authorization).")
+}
+
+// authMode names the verification keys configured, never their values.
+func authMode(c auth.Config) string {
+	var m []string
+	if len(c.Secret) > 0 {
+		m = append(m, "HS256")
+	}
+	if len(c.PublicKeyPEM) > 0 {
+		m = append(m, "public key (RS256/ES256)")
+	}
+	if len(m) == 0 {
+		return "off"
+	}
+	return "jwt " + strings.Join(m, " + ")
 }
 
 // redactURL hides the password of a Redis URL.
