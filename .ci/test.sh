@@ -66,4 +66,5 @@ fuzz FuzzDecode ./node/sse 100000
 fuzz FuzzCursor ./pubsub 200000
 fuzz FuzzCookieDecode ./node/retry 800000
 fuzz FuzzChunkDecoder ./loadtest 100000
+fuzz FuzzVerify ./node/auth 100000
 echo "== all tests passed"
