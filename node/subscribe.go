@@ -32,15 +32,8 @@ func (s *Server) subscribe(c echo.Context) error {
 	if err != nil {
 		return errorf(http.StatusBadRequest, "bad_query", "query string does not parse")
 	}
-	grant, err := s.subscribeGrant(c)
-	if err != nil {
-		return err
-	}
 	topics, err := s.parseTopics(query["topic"])
 	if err != nil {
-		return err
-	}
-	if err := checkSubscribe(grant, topics); err != nil {
 		return err
 	}
 	cursorText, err := s.cursorText(req, query)
@@ -49,8 +42,8 @@ func (s *Server) subscribe(c echo.Context) error {
 	}
 
 	// Admission, cheapest first and before any other work: the source
-	// address's limits, the client's retry hint, the node's own state and
-	// capacity.
+	// address's limits, the token, the client's retry hint, the node's own
+	// state and capacity.
 	now := time.Now()
 	addr := s.clientAddr(req)
 	if r, wait, ok := s.addrs.acquire(addr, now); !ok {
@@ -62,6 +55,15 @@ func (s *Server) subscribe(c echo.Context) error {
 			s.addrs.release(addr)
 		}
 	}()
+	// The token after the per-address limits, which bound how much
+	// signature checking one address can make the node do.
+	grant, err := s.subscribeGrant(c)
+	if err != nil {
+		return err
+	}
+	if err := checkSubscribe(grant, topics); err != nil {
+		return err
+	}
 	prev, known := s.retryState(req, cursorText != "")
 	dec := s.cfg.Retry.Decide(prev, known, now, retry.GlobalRand{})
 	switch dec.Verdict {
