@@ -5,12 +5,13 @@ import (
 	"crypto/subtle"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"golang.org/x/time/rate"
+
+	"github.com/ssecluster/ssecluster/node/auth"
 )
 
 // authenticate requires "Authorization: Bearer <token>" on every request
@@ -24,8 +25,8 @@ func authenticate(token string) echo.MiddlewareFunc {
 			return next
 		}
 		return func(c echo.Context) error {
-			got, ok := bearer(c.Request().Header.Get("Authorization"))
-			if !ok {
+			got := auth.Bearer(c.Request().Header.Get("Authorization"))
+			if got == "" {
 				return unauthorized(c, "missing bearer token: send the header Authorization: Bearer followed by the admin token")
 			}
 			sum := sha256.Sum256([]byte(got))
@@ -35,17 +36,6 @@ func authenticate(token string) echo.MiddlewareFunc {
 			return next(c)
 		}
 	}
-}
-
-// bearer extracts the token of an Authorization header. The scheme is
-// case-insensitive (RFC 7235).
-func bearer(h string) (string, bool) {
-	const scheme = "bearer "
-	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
-		return "", false
-	}
-	tok := strings.TrimLeft(h[len(scheme):], " ")
-	return tok, tok != ""
 }
 
 func unauthorized(c echo.Context, msg string) error {

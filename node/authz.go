@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -69,8 +68,8 @@ func (s *Server) publishAuth(c echo.Context) (*auth.Grant, error) {
 		return nil, errorf(http.StatusBadRequest, "ambiguous_token", "send one Authorization header")
 	}
 	h := req.Header.Get("Authorization")
-	tok, ok := bearerToken(h)
-	if !ok {
+	tok := auth.Bearer(h)
+	if tok == "" {
 		return nil, s.unauthorized(c, "missing_token", "publishing requires Authorization: Bearer with a publish token")
 	}
 	if s.cfg.PublishToken != "" && bearerMatches(h, s.cfg.PublishToken) {
@@ -148,23 +147,12 @@ func (s *Server) tokenDeadline(g *auth.Grant) time.Time {
 	return g.Expires.Add(s.cfg.Auth.Leeway())
 }
 
-// bearerToken returns the token of an Authorization header; the scheme is
-// case-insensitive (RFC 7235).
-func bearerToken(h string) (string, bool) {
-	const scheme = "bearer "
-	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
-		return "", false
-	}
-	tok := strings.TrimLeft(h[len(scheme):], " ")
-	return tok, tok != ""
-}
-
 // bearerMatches compares an Authorization header with the expected token
 // in constant time over SHA-256 digests, so neither the token's bytes nor
 // its length leak through timing.
 func bearerMatches(header, token string) bool {
-	got, ok := bearerToken(header)
-	if !ok {
+	got := auth.Bearer(header)
+	if got == "" {
 		return false
 	}
 	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(token))

@@ -34,7 +34,7 @@ func FromRequest(r *http.Request, cookie string) (string, error) {
 		}
 	}
 	if len(auth) == 1 {
-		if t := bearer(auth[0]); t != "" {
+		if t := Bearer(auth[0]); t != "" {
 			return t, nil
 		}
 	}
@@ -47,8 +47,9 @@ func FromRequest(r *http.Request, cookie string) (string, error) {
 	return "", nil
 }
 
-// bearer returns the token of a Bearer Authorization value, or "".
-func bearer(h string) string {
+// Bearer returns the token of an "Authorization: Bearer <token>" value
+// (scheme case-insensitive, RFC 7235), or "" for another scheme or none.
+func Bearer(h string) string {
 	scheme, rest, ok := strings.Cut(strings.TrimSpace(h), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return ""
