@@ -2,6 +2,7 @@ package node
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -24,18 +25,30 @@ func (s *Server) limitRequest(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Response().Header().Set("Connection", "close")
 			return errorf(http.StatusRequestURITooLong, "uri_too_long", "the request target exceeds %d bytes", s.cfg.MaxURLBytes)
 		}
-		if headerBytes(req.Header) > s.cfg.MaxHeaderBytes {
+		if headerBytes(req) > s.cfg.MaxHeaderBytes {
 			c.Response().Header().Set("Connection", "close")
 			return errorf(http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "the header fields exceed %d bytes", s.cfg.MaxHeaderBytes)
+		}
+		// The server has no read timeout (streams live for hours): every
+		// request gets BodyTimeout to deliver its body. Streams clear the
+		// deadline once hijacked, publish once the body is read. Without it
+		// a request answered before its announced body arrived would hold
+		// its connection for ever (Go reads up to 256 KiB of an unread body
+		// before it writes the answer).
+		_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+		if req.ContentLength != 0 && (req.Method == http.MethodGet || req.Method == http.MethodHead || req.Method == http.MethodOptions) {
+			// A body no handler here reads: answer at once, then close.
+			c.Response().Header().Set("Connection", "close")
 		}
 		return next(c)
 	}
 }
 
-// headerBytes is the size of h on the wire: "Name: value\r\n" per value.
-func headerBytes(h http.Header) int {
-	n := 0
-	for k, vs := range h {
+// headerBytes is the size of the request's header fields on the wire,
+// "Name: value\r\n" per value, Host included (Go moves it out of Header).
+func headerBytes(req *http.Request) int {
+	n := len("Host: \r\n") + len(req.Host)
+	for k, vs := range req.Header {
 		for _, v := range vs {
 			n += len(k) + len(v) + 4
 		}

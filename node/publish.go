@@ -123,6 +123,9 @@ func (s *Server) decodePublish(body []byte) ([]publishEvent, error) {
 	if len(trimmed) == 0 {
 		return nil, errorf(http.StatusBadRequest, "invalid_json", "the body is empty")
 	}
+	if trimmed[0] != '{' && trimmed[0] != '[' {
+		return nil, errorf(http.StatusBadRequest, "invalid_json", "expected an event object or an array of event objects")
+	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
 	var events []publishEvent
@@ -189,8 +192,8 @@ func toMessage(ev *publishEvent, i, maxData int) (pubsub.Message, error) {
 				"%s: the event type reset is reserved for history resets", at)
 		}
 	}
-	if len(ev.Data) == 0 {
-		return pubsub.Message{}, errorf(http.StatusBadRequest, "missing_data", "%s: data is required", at)
+	if len(ev.Data) == 0 || string(ev.Data) == "null" {
+		return pubsub.Message{}, errorf(http.StatusBadRequest, "missing_data", "%s: data is required (null is no data)", at)
 	}
 	if k := ev.IdempotencyKey; k != "" && !validIdempotencyKey(k) {
 		return pubsub.Message{}, errorf(http.StatusBadRequest, "invalid_idempotency_key",

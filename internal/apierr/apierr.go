@@ -55,6 +55,11 @@ func Handler(log *slog.Logger, what string, counts *Counts) echo.HTTPErrorHandle
 		}
 		status, body := Render(err)
 		counts.Add(status, body.Error.Code)
+		if req := c.Request(); req.ContentLength != 0 {
+			// The body may be unread (refused before it was read): close
+			// after the answer, or Go would first read what remains of it.
+			c.Response().Header().Set("Connection", "close")
+		}
 		// 503s are expected states (not ready, broker down) that their
 		// handlers log where useful; only our own faults are errors here.
 		if status >= 500 && status != http.StatusServiceUnavailable {
