@@ -85,12 +85,28 @@ func (v *Verifier) Verify(token string) (*Grant, error) {
 	if len(token) > v.maxBytes {
 		return nil, ErrTokenTooLong
 	}
+	// Only the compact form's alphabet: Go's base64 decoder skips CR and
+	// LF, which would give one token several spellings.
+	if !compactJWS(token) {
+		return nil, ErrMalformed
+	}
 	var c tokenClaims
 	t, err := v.parser.ParseWithClaims(token, &c, v.keyfunc)
 	if err != nil {
 		return nil, v.classify(t, &c, err)
 	}
 	return newGrant(&c)
+}
+
+// compactJWS reports whether s holds only base64url characters and dots.
+func compactJWS(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // Errors keyFor returns to the parser, found again by classify.
