@@ -11,7 +11,7 @@ import (
 
 // MaxCursorEntryBytes is the longest entry of a cursor the node writes
 // (pubsub.Cursor: partition, epoch and position of one partition, with its
-// separator); a stream's cursor has at most one per topic.
+// separator); a stream's cursor has one per partition its topics span.
 const MaxCursorEntryBytes = 64
 
 // limitRequest refuses, before routing, requests whose target or header

@@ -51,12 +51,11 @@ func (s *Server) publish(c echo.Context) error {
 	if req.ContentLength > s.cfg.MaxBodyBytes {
 		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the body exceeds %d bytes", s.cfg.MaxBodyBytes)
 	}
-	// The server has no read timeout (streams live for hours): the body
-	// gets its own deadline, so a body that never ends holds nothing long.
-	rc := http.NewResponseController(c.Response())
-	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+	// The body must arrive within BodyTimeout of the request's start (the
+	// read deadline limitRequest set); once read, the deadline goes, or it
+	// would cancel the request's context during a slow broker write.
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, s.cfg.MaxBodyBytes))
-	_ = rc.SetReadDeadline(time.Time{}) // a late deadline would cancel the request's context
+	_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Time{})
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the body exceeds %d bytes", s.cfg.MaxBodyBytes)
