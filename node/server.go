@@ -122,7 +122,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.echo,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		ReadTimeout:       0, // streams are hijacked; publish bodies are bounded by size
+		ReadTimeout:       0, // streams live for hours; bodies get BodyTimeout (limitRequest)
 		WriteTimeout:      0, // a server-wide write timeout kills streams; per-write deadlines instead
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    s.cfg.hardHeaderCap(),

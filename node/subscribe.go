@@ -170,7 +170,7 @@ func (s *Server) cursorText(req *http.Request, query url.Values) (string, error)
 	}
 	var text string
 	switch {
-	case len(hv) == 1:
+	case len(hv) == 1 && hv[0] != "":
 		text = hv[0]
 	case len(qv) == 1:
 		text = qv[0]
