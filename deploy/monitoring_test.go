@@ -338,7 +338,13 @@ func TestDashboardQueries(t *testing.T) {
 	})
 
 	t.Run("metrics", func(t *testing.T) {
-		fams := scrape(t, startNode(t, ssenodeBinary(t)))
+		n := startNode(t, ssenodeBinary(t))
+		// One refused request, so the rejected-requests series (labelled by
+		// what was refused, none until then) exists.
+		if st, body := get(t, "http://"+n.httpAddr+"/v1/events", ""); st != http.StatusBadRequest {
+			t.Fatalf("GET /v1/events without a topic = %d %s, want 400", st, body)
+		}
+		fams := scrape(t, n)
 		for _, q := range queries {
 			checkQuery(t, q.name, q.expr, fams)
 		}
