@@ -87,7 +87,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&n.PublishToken, "publish-token", "", "when set, POST /v1/publish requires Authorization: Bearer <token> (or a JWT granting the topics)")
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret (32+ bytes) verifying JWTs; turns authorization on (prefer the environment variable)")
 	fs.StringVar(&o.jwtKeyFile, "jwt-public-key-file", "", "PEM file of an RSA (RS256) or ECDSA P-256 (ES256) public key verifying JWTs; turns authorization on")
-	fs.DurationVar(&o.jwt.Leeway, "jwt-leeway", 10*time.Second, "clock skew tolerated on a token's exp and nbf")
+	fs.DurationVar(&o.jwt.Leeway, "jwt-leeway", auth.DefaultLeeway, "clock skew tolerated on a token's exp and nbf (0: none)")
 	fs.StringVar(&o.jwt.Audience, "jwt-audience", "", "when set, a token's aud must contain it")
 	fs.StringVar(&o.jwt.Issuer, "jwt-issuer", "", "when set, a token's iss must equal it")
 	fs.StringVar(&n.AuthCookie, "jwt-cookie", "sse_token", "cookie a stream's token may come in (after Authorization: Bearer and the token query parameter)")
@@ -158,6 +158,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 		}
 	}
 	o.jwt.Secret = []byte(o.jwtSecret)
+	if o.jwt.Leeway == 0 {
+		o.jwt.Leeway = -1 // an explicit 0 is no leeway (auth.Config reads 0 as its default)
+	}
 	if o.jwtKeyFile != "" {
 		pem, err := os.ReadFile(o.jwtKeyFile)
 		if err != nil {
