@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/time/rate"
 
+	"github.com/ssecluster/ssecluster/node/auth"
 	"github.com/ssecluster/ssecluster/node/latency"
 	"github.com/ssecluster/ssecluster/node/retry"
 	"github.com/ssecluster/ssecluster/node/survival"
@@ -42,6 +43,8 @@ type Server struct {
 	nextID   atomic.Uint64
 	stopping atomic.Bool // shutdown began: not ready, new streams shed
 	running  atomic.Bool
+
+	publishToken auth.StaticToken // Config.PublishToken
 
 	codec    atomic.Pointer[retry.Codec] // signs retry cookies; nil until the key is known
 	admitLim *rate.Limiter               // new streams per second; nil: no limit
@@ -74,6 +77,8 @@ func New(cfg Config, b pubsub.Broker) (*Server, error) {
 		poke:   make(chan struct{}, 1),
 		addrs:  newAddrTable(cfg.MaxStreamsPerAddr, cfg.ConnectRatePerAddr),
 		drain:  newDrainer(),
+
+		publishToken: auth.NewStaticToken(cfg.PublishToken),
 	}
 	if cfg.AdmitRate > 0 {
 		s.admitLim = rate.NewLimiter(rate.Limit(cfg.AdmitRate), cfg.AdmitBurst)

@@ -83,6 +83,17 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"healthy below cap", map[string]string{"RETRY_HEALTHY_AFTER": "10s"}, "healthy-after"},
 		{"short cookie key", map[string]string{"RETRY_COOKIE_KEY": "short"}, "cookie key"},
 		{"admin ttl below interval", map[string]string{"ADMIN_REPORT_TTL": "1s", "ADMIN_REPORT_INTERVAL": "2s"}, "admin: ttl"},
+		{"short jwt secret", map[string]string{"JWT_SECRET": "short"}, "32"},
+		{"missing jwt key file", map[string]string{"JWT_PUBLIC_KEY_FILE": "/nonexistent/key.pem"}, "jwt public key"},
+		{"jwt key file not PEM", map[string]string{"JWT_PUBLIC_KEY_FILE": "/etc/hostname"}, "PEM"},
+		{"bad cors origin", map[string]string{"CORS_ORIGINS": "app.example.com"}, "CORS origin"},
+		{"cors * with credentials", map[string]string{"CORS_ORIGINS": "*", "CORS_CREDENTIALS": "true"}, "credentials"},
+		{"bad jwt cookie", map[string]string{"JWT_COOKIE": "a;b"}, "cookie name"},
+		{"cursor limit below what the node writes", map[string]string{"MAX_CURSOR_BYTES": "100"}, "max cursor bytes"},
+		{"data above body", map[string]string{"MAX_DATA_BYTES": "2000000"}, "max data bytes"},
+		{"tiny url limit", map[string]string{"MAX_URL_BYTES": "10"}, "max URL bytes"},
+		{"bad body timeout", map[string]string{"BODY_TIMEOUT": "-1s"}, "body timeout"},
+		{"bad admin burst", map[string]string{"ADMIN_BURST": "-1"}, "burst"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -886,3 +886,18 @@ func BenchmarkCanSubscribe(b *testing.B) {
 		}
 	}
 }
+
+func TestStaticToken(t *testing.T) {
+	s := auth.NewStaticToken("s3cret")
+	for _, c := range []struct {
+		tok  string
+		want bool
+	}{{"s3cret", true}, {"s3cre", false}, {"s3crett", false}, {"", false}, {"S3CRET", false}} {
+		if got := s.Matches(c.tok); got != c.want {
+			t.Errorf("Matches(%q) = %v, want %v", c.tok, got, c.want)
+		}
+	}
+	if auth.NewStaticToken("").Matches("") || (auth.StaticToken{}).Matches("") {
+		t.Error("an unset token matches")
+	}
+}

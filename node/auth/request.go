@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"net/http"
 	"strings"
 )
@@ -55,4 +57,23 @@ func Bearer(h string) string {
 		return ""
 	}
 	return strings.TrimSpace(rest)
+}
+
+// StaticToken is a fixed bearer token (PUBLISH_TOKEN, ADMIN_TOKEN),
+// compared in constant time over SHA-256 digests, so neither the token's
+// bytes nor its length leak through timing. The zero value matches nothing.
+type StaticToken struct {
+	sum [sha256.Size]byte
+	set bool
+}
+
+// NewStaticToken returns token's StaticToken; "" matches nothing.
+func NewStaticToken(token string) StaticToken {
+	return StaticToken{sum: sha256.Sum256([]byte(token)), set: token != ""}
+}
+
+// Matches reports whether tok (a token, not a header) is the token.
+func (s StaticToken) Matches(tok string) bool {
+	got := sha256.Sum256([]byte(tok))
+	return s.set && subtle.ConstantTimeCompare(got[:], s.sum[:]) == 1
 }
