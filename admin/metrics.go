@@ -48,7 +48,7 @@ type nodeCollector struct {
 
 	info, conns, opened, closed, refused, deliveries, published, latency,
 	cacheHits, cacheMisses, brokerReads, resets, cacheEntries, cacheBytes,
-	brokerUp, readLag, draining, rejected *prometheus.Desc
+	brokerUp, readLag, brokerErrors, draining, rejected *prometheus.Desc
 }
 
 func newNodeCollector(n Node, now func() time.Time) *nodeCollector {
@@ -74,6 +74,7 @@ func newNodeCollector(n Node, now func() time.Time) *nodeCollector {
 		cacheBytes:   d("replay_cache_bytes", "Bytes held in the replay cache."),
 		brokerUp:     d("broker_reachable", "1 when the broker answered the node's last check, else 0."),
 		readLag:      d("broker_read_lag_seconds", "How far the node's broker reader is behind the newest event it knows of."),
+		brokerErrors: d("broker_errors_total", "Failed broker (Redis) operations since the node started, by operation: publish, read (the reader's attempts), range (resume reads), head, retained, ping, shared_key, trim. Timeouts count; absent on the in-memory broker.", "op"),
 		draining:     d("draining", "1 while the node drains, else 0."),
 		rejected: d("requests_rejected_total", "Error answers (a bad request, a missing or invalid token, a limit, a rate limit) by listener (public or admin), status and code.",
 			"listener", "status", "code"),
@@ -84,7 +85,7 @@ func newNodeCollector(n Node, now func() time.Time) *nodeCollector {
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.conns, c.opened, c.closed, c.refused, c.deliveries, c.published,
 		c.latency, c.cacheHits, c.cacheMisses, c.brokerReads, c.resets, c.cacheEntries, c.cacheBytes,
-		c.brokerUp, c.readLag, c.draining, c.rejected} {
+		c.brokerUp, c.readLag, c.brokerErrors, c.draining, c.rejected} {
 		ch <- d
 	}
 }
@@ -120,6 +121,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.cacheBytes, float64(r.Cache.Bytes))
 	gauge(c.brokerUp, boolFloat(r.Broker.Reachable))
 	gauge(c.readLag, r.Broker.ReadLagMs/1e3)
+	for _, op := range labelSet(nil, r.Broker.Errors) {
+		counter(c.brokerErrors, r.Broker.Errors[op], op)
+	}
 	gauge(c.draining, boolFloat(r.Draining))
 	for _, rc := range r.Rejected {
 		counter(c.rejected, rc.Count, "public", strconv.Itoa(rc.Status), rc.Code)

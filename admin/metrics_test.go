@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/ssecluster/ssecluster/node"
+	"github.com/ssecluster/ssecluster/pubsub"
+	"github.com/ssecluster/ssecluster/pubsub/pubsubtest"
 )
 
 // scrape reads a's /metrics in the text format.
@@ -187,5 +189,43 @@ func TestPprof(t *testing.T) {
 		if r.Status != http.StatusOK || !strings.Contains(string(r.Body), tt.contains) || len(r.Body) == 0 {
 			t.Errorf("%s %s = %d (%d bytes), want 200 with %q", tt.method, tt.path, r.Status, len(r.Body), tt.contains)
 		}
+	}
+}
+
+// A node on Redis exports its broker's failed operations by op, every op
+// from the first scrape; a publish that Redis cannot take is counted under
+// "publish" in /metrics and in the report, and standalone nodes (no store to
+// fail) export none.
+func TestMetricsBrokerErrors(t *testing.T) {
+	r := pubsubtest.StartRedis(t)
+	m := startCluster(t, r, "brokererr", "a")
+	a := m["a"].admin
+	errs := labelled(scrape(t, a), "ssecluster_broker_errors_total")
+	if len(errs) != len(pubsub.StoreOps()) || errs[pubsub.OpPublish] != 0 {
+		t.Fatalf("healthy broker errors %v, want every op of %v at 0", errs, pubsub.StoreOps())
+	}
+
+	r.Kill()
+	resp, err := httpClient.Post(m["a"].node.url+"/v1/publish", "application/json", strings.NewReader(`{"topic":"t","data":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("publish with Redis killed: %d, want 503", resp.StatusCode)
+	}
+	errs = labelled(scrape(t, a), "ssecluster_broker_errors_total")
+	if errs[pubsub.OpPublish] != 1 {
+		t.Errorf("broker errors after one failed publish %v, want publish 1", errs)
+	}
+	var rep node.Report
+	a.decode(200, &rep, "GET", "/admin/v1/node", "")
+	if rep.Broker.Errors[pubsub.OpPublish] != 1 {
+		t.Errorf("report broker errors %v, want publish 1", rep.Broker.Errors)
+	}
+
+	_, solo := standalone(t)
+	if f := scrape(t, solo)["ssecluster_broker_errors_total"]; f != nil {
+		t.Errorf("standalone node exports broker errors: %v", f)
 	}
 }

@@ -135,14 +135,14 @@ var (
 	adminListening = regexp.MustCompile(`"msg":"admin listening".*?"addr":"([^"]+)"`)
 )
 
-// startNode runs the binary standalone on loopback ports with an admin
-// token, waits until /readyz answers 200 and stops it (SIGINT) when the
+// startNode runs the binary on loopback ports with an admin token (standalone
+// unless env, extra KEY=value settings, names a REDIS_URL), waits until /readyz answers 200 and stops it (SIGINT) when the
 // test ends.
-func startNode(t *testing.T, bin string) *testNode {
+func startNode(t *testing.T, bin string, env ...string) *testNode {
 	t.Helper()
 	var logs safeBuffer
 	cmd := exec.Command(bin)
-	cmd.Env = []string{"HTTP_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0", "ADMIN_TOKEN=" + testToken, "NODE_ID=deploy-test"}
+	cmd.Env = append([]string{"HTTP_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0", "ADMIN_TOKEN=" + testToken, "NODE_ID=deploy-test"}, env...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ssecluster/ssecluster/pubsub/pubsubtest"
 )
 
 // promConfig is the part of deploy/prometheus/prometheus.yml the tests read.
@@ -338,7 +340,9 @@ func TestDashboardQueries(t *testing.T) {
 	})
 
 	t.Run("metrics", func(t *testing.T) {
-		n := startNode(t, ssenodeBinary(t))
+		// On Redis, as in compose: some series (broker errors) exist only
+		// on a node with a store.
+		n := startNode(t, ssenodeBinary(t), "REDIS_URL="+pubsubtest.StartRedis(t).URL())
 		// One refused request, so the rejected-requests series (labelled by
 		// what was refused, none until then) exists.
 		if st, body := get(t, "http://"+n.httpAddr+"/v1/events", ""); st != http.StatusBadRequest {

@@ -84,6 +84,17 @@ type BrokerStatus struct {
 	// published, so a reader that cannot reach the broker shows as
 	// Reachable false rather than as lag.
 	ReadLagMs float64 `json:"read_lag_ms"`
+	// Errors counts the broker's failed store operations since the node
+	// started, by operation (pubsub.StoreOps: publish, read, range, ...):
+	// errors from Redis or the network, timeouts included. Empty for a
+	// broker that has no store to fail (the in-memory one).
+	Errors map[string]int64 `json:"errors"`
+}
+
+// brokerErrorCounter is implemented by brokers that count their failed
+// store operations (pubsub.Redis).
+type brokerErrorCounter interface {
+	ErrorCounts() map[string]int64
 }
 
 // ConnCounts are the node's stream counters since it started.
@@ -225,6 +236,7 @@ func (s *Server) Report(now time.Time) Report {
 		Broker: BrokerStatus{
 			Reachable: s.probe.get(),
 			ReadLagMs: float64(max(s.hub.readLag.Load(), 0)) / float64(time.Millisecond),
+			Errors:    map[string]int64{},
 		},
 		Connections: ConnCounts{
 			Current: int64(s.conns.len()),
@@ -237,6 +249,9 @@ func (s *Server) Report(now time.Time) Report {
 		Deliveries:  st.Deliveries.Load(),
 		Published:   st.Published.Load(),
 		Rejected:    st.Rejected.Snapshot(),
+	}
+	if ec, ok := s.broker.(brokerErrorCounter); ok {
+		r.Broker.Errors = ec.ErrorCounts()
 	}
 	for i, name := range reasonNames {
 		if CloseReason(i) != ReasonNone {

@@ -116,6 +116,7 @@ type Redis struct {
 	chunk   int
 	healthy atomic.Bool
 	running atomic.Bool
+	errs    opErrors
 }
 
 var _ Broker = (*Redis)(nil)
@@ -188,7 +189,8 @@ func parseMeta(v string) (epoch string, trimmed Pos, err error) {
 
 // SharedKey implements Broker: the key is the string <prefix>:key:<name>,
 // set once with SET NX and never expired.
-func (r *Redis) SharedKey(ctx context.Context, name string) ([]byte, error) {
+func (r *Redis) SharedKey(ctx context.Context, name string) (_ []byte, err error) {
+	defer func() { r.errs.add(opSharedKey, err) }()
 	key := r.cfg.Prefix + ":key:" + name
 	if err := r.cmd.SetNX(ctx, key, newSharedKey(), 0).Err(); err != nil {
 		return nil, unavailable("shared key", err)
@@ -206,10 +208,18 @@ func (r *Redis) SharedKey(ctx context.Context, name string) ([]byte, error) {
 // Ping implements Broker.
 func (r *Redis) Ping(ctx context.Context) error {
 	if err := r.cmd.Ping(ctx).Err(); err != nil {
-		return unavailable("ping", err)
+		err = unavailable("ping", err)
+		r.errs.add(opPing, err)
+		return err
 	}
 	return nil
 }
+
+// ErrorCounts returns how many store operations failed since NewRedis, by
+// operation (StoreOps names; zeros included). A failure is an error from
+// Redis or the network, a timeout included; a caller giving up, a closed
+// broker and history that is gone are not failures.
+func (r *Redis) ErrorCounts() map[string]int64 { return r.errs.snapshot() }
 
 // Close implements Broker.
 func (r *Redis) Close() error {

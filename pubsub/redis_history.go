@@ -12,7 +12,8 @@ import (
 // Range implements Broker with one MULTI/EXEC: the meta key (epoch, trim
 // position), the last entry (to refuse cursors from the future) and
 // XRANGE (After Until COUNT Limit, all from the same instant.
-func (r *Redis) Range(ctx context.Context, q RangeQuery) ([]Event, Pos, error) {
+func (r *Redis) Range(ctx context.Context, q RangeQuery) (_ []Event, _ Pos, err error) {
+	defer func() { r.errs.add(opRange, err) }()
 	if q.Partition < 0 || q.Partition >= r.cfg.Partitions {
 		return nil, Pos{}, fmt.Errorf("pubsub: partition %d out of range", q.Partition)
 	}
@@ -24,7 +25,7 @@ func (r *Redis) Range(ctx context.Context, q RangeQuery) ([]Event, Pos, error) {
 	key := r.streamKey(q.Partition)
 	var meta *redis.StringCmd
 	var last, entries *redis.XMessageSliceCmd
-	_, err := r.cmd.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+	_, err = r.cmd.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		meta = pipe.Get(ctx, r.metaKey(q.Partition))
 		last = pipe.XRevRangeN(ctx, key, "+", "-", 1)
 		if !empty {
@@ -87,7 +88,8 @@ func (r *Redis) Range(ctx context.Context, q RangeQuery) ([]Event, Pos, error) {
 }
 
 // Head implements Broker. A partition without an epoch gets one.
-func (r *Redis) Head(ctx context.Context, p int) (ID, error) {
+func (r *Redis) Head(ctx context.Context, p int) (_ ID, err error) {
+	defer func() { r.errs.add(opHead, err) }()
 	if p < 0 || p >= r.cfg.Partitions {
 		return ID{}, fmt.Errorf("pubsub: partition %d out of range", p)
 	}
@@ -128,7 +130,8 @@ func (r *Redis) Head(ctx context.Context, p int) (ID, error) {
 
 // Retained implements Broker with one MULTI/EXEC: the meta key (epoch), the
 // first and last entries and XLEN. A partition without an epoch gets one.
-func (r *Redis) Retained(ctx context.Context, p int) (Retention, error) {
+func (r *Redis) Retained(ctx context.Context, p int) (_ Retention, err error) {
+	defer func() { r.errs.add(opRetained, err) }()
 	if p < 0 || p >= r.cfg.Partitions {
 		return Retention{}, fmt.Errorf("pubsub: partition %d out of range", p)
 	}

@@ -78,7 +78,8 @@ return 1
 // is stored by one script run, so a group is atomic and ordered. Groups are
 // pipelined; an error leaves the other groups stored (retry with the same
 // idempotency keys is safe).
-func (r *Redis) Publish(ctx context.Context, msgs []Message) ([]ID, error) {
+func (r *Redis) Publish(ctx context.Context, msgs []Message) (_ []ID, err error) {
+	defer func() { r.errs.add(opPublish, err) }()
 	if len(msgs) == 0 {
 		return nil, nil
 	}

@@ -63,6 +63,7 @@ func (r *Redis) waitFirstContact(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		r.errs.add(opRead, err)
 		r.healthy.Store(false)
 		r.log.Warn("redis unreachable", "err", err)
 		if !sleepCtx(ctx, jitter(backoff)) {
@@ -102,6 +103,7 @@ func (r *Redis) readLoop(ctx context.Context, h Handler, parts []int) error {
 			if errors.As(err, &fatal) {
 				return fatal.error
 			}
+			r.errs.add(opRead, err)
 			if r.healthy.Swap(false) {
 				r.log.Warn("redis read failed; retrying", "err", err)
 			}
@@ -288,6 +290,7 @@ func (r *Redis) maintainLoop(ctx context.Context) {
 		for p := range r.cfg.Partitions {
 			err := maintainScript.Run(ctx, r.cmd, []string{r.streamKey(p), r.metaKey(p)}, NewEpoch(), r.cfg.MaxLen, r.chunk).Err()
 			if err != nil && ctx.Err() == nil {
+				r.errs.add(opTrim, err)
 				r.log.Debug("trim failed", "partition", p, "err", err)
 				break
 			}

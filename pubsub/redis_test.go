@@ -388,3 +388,81 @@ func TestRedisPlainXAddIsDelivered(t *testing.T) {
 		t.Fatalf("plain XADD delivered as %+v", evs[0])
 	}
 }
+
+// Failed store operations are counted by operation; a caller that gives up,
+// history that is gone and successful calls are not failures.
+func TestRedisErrorCounts(t *testing.T) {
+	srv := pubsubtest.StartRedis(t)
+	b := newRedis(t, pubsub.RedisConfig{URL: srv.URL(), Partitions: 1, Timeout: 500 * time.Millisecond})
+	h := &events{}
+	run(t, b, h)
+	waitFor(t, "start", func() bool { s, _ := h.snapshot(); return len(s) == 1 })
+	id := publishOK(t, b, pubsub.Message{Topic: "a", Data: []byte("x")})[0]
+	if err := b.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	want := map[string]int64{}
+	for _, op := range pubsub.StoreOps() {
+		want[op] = 0
+	}
+	check := func(when string) {
+		t.Helper()
+		got := b.ErrorCounts()
+		for _, op := range pubsub.StoreOps() {
+			if op == pubsub.OpRead && got[op] > want[op] && want[op] > 0 {
+				continue // the reader keeps retrying: at least want
+			}
+			if got[op] != want[op] {
+				t.Errorf("%s: ErrorCounts()[%q] = %d, want %d (all: %v)", when, op, got[op], want[op], got)
+			}
+		}
+		if len(got) != len(want) {
+			t.Errorf("%s: ErrorCounts() = %v, want the ops %v", when, got, pubsub.StoreOps())
+		}
+	}
+	check("healthy")
+
+	// Answers that are not store failures.
+	_, _, err := b.Range(context.Background(), pubsub.RangeQuery{Partition: 0, Epoch: "other", Until: id.Pos})
+	if _, ok := errors.AsType[*pubsub.HistoryGoneError](err); !ok {
+		t.Fatalf("Range with another epoch: %v, want history gone", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.Publish(ctx, []pubsub.Message{{Topic: "a", Data: []byte("y")}}); err == nil {
+		t.Fatal("Publish with a cancelled context succeeded")
+	}
+	if _, _, err := b.Range(ctx, pubsub.RangeQuery{Partition: 0, Epoch: id.Epoch, Until: id.Pos}); err == nil {
+		t.Fatal("Range with a cancelled context succeeded")
+	}
+	check("history gone and cancelled calls")
+
+	srv.Kill()
+	for _, c := range []struct {
+		op   string
+		call func() error
+	}{
+		{pubsub.OpPublish, func() error {
+			_, err := b.Publish(context.Background(), []pubsub.Message{{Topic: "a", Data: []byte("z")}})
+			return err
+		}},
+		{pubsub.OpPing, func() error { return b.Ping(context.Background()) }},
+		{pubsub.OpRange, func() error {
+			_, _, err := b.Range(context.Background(), pubsub.RangeQuery{Partition: 0, Epoch: id.Epoch, Until: id.Pos})
+			return err
+		}},
+		{pubsub.OpHead, func() error { _, err := b.Head(context.Background(), 0); return err }},
+		{pubsub.OpRetained, func() error { _, err := b.Retained(context.Background(), 0); return err }},
+		{pubsub.OpSharedKey, func() error { _, err := b.SharedKey(context.Background(), "k"); return err }},
+	} {
+		if err := c.call(); err == nil {
+			t.Fatalf("%s succeeded with Redis killed", c.op)
+		}
+		want[c.op]++
+	}
+	// The reader notices too: each failed attempt counts.
+	waitFor(t, "failed reads counted", func() bool { return b.ErrorCounts()[pubsub.OpRead] > 0 })
+	want[pubsub.OpRead] = b.ErrorCounts()[pubsub.OpRead]
+	check("Redis killed")
+}
