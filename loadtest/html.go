@@ -250,6 +250,8 @@ func tables(r *Report) []tableView {
 		{"CPU per million events received", ifMeasured(r.Self.Processes > 0 && d.Delivered > 0,
 			fmt.Sprintf("%.2f s", r.Self.CPUSeconds/float64(d.Delivered)*1e6))},
 		{"peak RSS (sum over processes)", ifMeasured(r.Self.MaxRSSKiB > 0, fmt.Sprintf("%.1f MiB", float64(r.Self.MaxRSSKiB)/1024))},
+		{"share of the machine's cores, on average", ifMeasured(r.Self.busyShare(r.ElapsedS) > 0,
+			fmt.Sprintf("%.0f%% of %d", 100*r.Self.busyShare(r.ElapsedS), r.Self.MachineCores))},
 	}}
 	return []tableView{run, conn, streams, pub, del, self}
 }

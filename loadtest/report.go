@@ -319,7 +319,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	if d := r.Delivery.Delivered; d > 0 {
 		f(" (%.2f CPU-s per million events received)", r.Self.CPUSeconds/float64(d)*1e6)
 	}
-	f(", peak RSS %.1f MiB\n", float64(r.Self.MaxRSSKiB)/1024)
+	f(", peak RSS %.1f MiB", float64(r.Self.MaxRSSKiB)/1024)
+	if share := r.Self.busyShare(r.ElapsedS); share > 0 {
+		f(", %.0f%% of the machine's %d cores on average", 100*share, r.Self.MachineCores)
+		if share >= selfBoundShare {
+			f("\n           WARNING: the load generator used most of the machine; delivered/s and latency may be its limit, not the target's (spread it over several processes or machines, or lower the load)")
+		}
+	}
+	f("\n")
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"encoding/json"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 )
@@ -72,5 +73,49 @@ func TestReportMerge(t *testing.T) {
 	}
 	if r.TopicSubs != nil || r.TopicUnique != nil {
 		t.Errorf("per-topic arrays kept in the final report")
+	}
+}
+
+// The report says what share of the machine the generator used, warns when
+// that is most of it, and says nothing it did not measure.
+func TestReportSelfShare(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		self      ProcessStats
+		elapsedS  float64
+		want      string // "" = no share printed
+		warn      bool
+		mergeWith *ProcessStats
+	}{
+		{"light", ProcessStats{Processes: 1, CPUSeconds: 5, MachineCores: 2}, 10, "25% of the machine's 2 cores", false, nil},
+		{"busy", ProcessStats{Processes: 1, CPUSeconds: 14, MachineCores: 2}, 10, "70% of the machine's 2 cores", true, nil},
+		{"workers add up", ProcessStats{Processes: 1, CPUSeconds: 7, MachineCores: 2}, 10, "70% of the machine's 2 cores", true,
+			&ProcessStats{Processes: 1, CPUSeconds: 7, MachineCores: 2}},
+		{"not measured", ProcessStats{}, 10, "", false, nil},
+		{"no elapsed time", ProcessStats{Processes: 1, CPUSeconds: 1, MachineCores: 2}, 0, "", false, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newReport(Config{URL: "http://127.0.0.1:1", Subs: 1, Topics: 1})
+			r.Self = c.self
+			if c.mergeWith != nil {
+				r.Self.add(*c.mergeWith)
+			}
+			r.ElapsedS = c.elapsedS
+			var b strings.Builder
+			if err := r.WriteText(&b); err != nil {
+				t.Fatal(err)
+			}
+			out := b.String()
+			if c.want == "" {
+				if strings.Contains(out, "of the machine's") {
+					t.Errorf("share printed though not measured:\n%s", out)
+				}
+			} else if !strings.Contains(out, c.want) {
+				t.Errorf("want %q in:\n%s", c.want, out)
+			}
+			if got := strings.Contains(out, "WARNING: the load generator used most of the machine"); got != c.warn {
+				t.Errorf("warning printed %v, want %v:\n%s", got, c.warn, out)
+			}
+		})
 	}
 }
