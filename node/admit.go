@@ -1,9 +1,11 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"hash/maphash"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -86,33 +88,49 @@ func (s *Server) appendRetryCookie(b []byte, st retry.State) []byte {
 	return append(b, "; HttpOnly; SameSite=Lax\r\n"...)
 }
 
-// loadCookieKey makes the codec of retry cookies: from Config.CookieKey, or
-// the broker's shared key, asked until it answers or ctx ends. Until then
-// streams are served without a cookie (nothing is enforced, nothing is
-// wrongly refused).
+// loadCookieKey makes the codec of retry cookies, until ctx ends: from
+// Config.CookieKey once, or from the broker's shared key, asked until it
+// answers and then again every Config.CookieKeyRefresh, so the node follows
+// a key the broker replaced (a Redis that lost its data). Until the first
+// answer streams are served without a cookie (nothing is enforced, nothing
+// is wrongly refused).
 func (s *Server) loadCookieKey(ctx context.Context) {
-	wait := 200 * time.Millisecond
-	for {
-		key := s.cfg.CookieKey
-		var err error
-		if key == nil {
-			kctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			key, err = s.broker.SharedKey(kctx, retryCookieKey)
-			cancel()
-		}
-		if err == nil {
-			codec, cerr := retry.NewCodec(key)
-			if cerr == nil {
-				s.codec.Store(codec)
-				return
-			}
-			err = cerr
-		}
-		s.log.Debug("retry cookie key not available yet", "err", err)
-		if !sleepCtx(ctx, wait) {
+	if s.cfg.CookieKey != nil {
+		codec, err := retry.NewCodec(s.cfg.CookieKey)
+		if err != nil {
+			s.log.Error("retry cookie key unusable; serving without retry cookies", "err", err)
 			return
 		}
-		wait = min(2*wait, 5*time.Second)
+		s.codec.Store(codec)
+		return
+	}
+	wait := 200 * time.Millisecond
+	var have []byte
+	for {
+		kctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		key, err := s.broker.SharedKey(kctx, retryCookieKey)
+		cancel()
+		if err == nil && !bytes.Equal(key, have) {
+			var codec *retry.Codec
+			if codec, err = retry.NewCodec(key); err == nil {
+				if have != nil {
+					s.log.Warn("retry cookie key changed (the broker lost its data): cookies signed before count as none")
+				}
+				s.codec.Store(codec)
+				have = key
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			s.log.Debug("retry cookie key not available", "err", err)
+		}
+		next := s.cfg.CookieKeyRefresh/2 + rand.N(s.cfg.CookieKeyRefresh/2+1)
+		if have == nil {
+			next = wait
+			wait = min(2*wait, 5*time.Second)
+		}
+		if !sleepCtx(ctx, next) {
+			return
+		}
 	}
 }
 

@@ -54,6 +54,12 @@ type Config struct {
 	// same one. Empty: the broker's shared key "retry-cookie" (one per
 	// Redis, created by the first node that asks).
 	CookieKey []byte
+	// CookieKeyRefresh is how often a node reads the broker's shared key
+	// again when CookieKey is empty (jittered, default 10 s). A Redis that
+	// restarts without its data gets a new key from the first node that
+	// asks; the others follow within this time, so a cookie signed by one
+	// node is again valid on every node.
+	CookieKeyRefresh time.Duration
 	// DrainWindow is how long a drain spreads the closing of the node's
 	// streams over; default 30 s.
 	DrainWindow time.Duration
@@ -168,6 +174,7 @@ func (c Config) withDefaults() Config {
 	if c.Retry.EarlyLimit == 0 {
 		c.Retry.EarlyLimit = retry.DefaultEarlyLimit
 	}
+	def(&c.CookieKeyRefresh, 10*time.Second)
 	def(&c.DrainWindow, 30*time.Second)
 	def(&c.DeadPeerTimeout, 30*time.Second)
 	if c.MaxStreams == 0 {
@@ -247,6 +254,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("node: %w", err))
 	}
 	check(c.CookieKey != nil && len(c.CookieKey) < 16, "cookie key shorter than 16 bytes")
+	check(c.CookieKeyRefresh < 10*time.Millisecond, "cookie key refresh %s below 10ms", c.CookieKeyRefresh)
 	check(c.DrainWindow < 0, "drain window %s is negative", c.DrainWindow)
 	check(c.MaxStreams < 1, "max streams %d must be positive", c.MaxStreams)
 	check(c.AdmitRate > 0 && c.AdmitBurst < 1, "admit burst %d must be positive", c.AdmitBurst)

@@ -397,6 +397,43 @@ func TestRetryCookieAcrossNodes(t *testing.T) {
 	checkCounts(t, "node b Refused", refusedCounts(b), map[string]int64{"early": 1})
 }
 
+// TestRetryCookieKeyAfterRedisLoss: a Redis that restarts without its data
+// gets a new cookie key from the first node that asks (here one started
+// after the restart); a node that was running follows it, so cookies are
+// again valid across both nodes.
+func TestRetryCookieKeyAfterRedisLoss(t *testing.T) {
+	srv := pubsubtest.StartRedis(t)
+	prefix := uniquePrefix()
+	cfg := policyConfig(t)
+	cfg.CookieKey = nil
+	cfg.CookieKeyRefresh = 200 * time.Millisecond
+	cfg.NodeID = "a"
+	a := startNode(t, cfg, newRedisBroker(t, srv, prefix, nil))
+	waitCookies(t, a)
+
+	srv.Kill()
+	srv.Restart()
+	cfg.NodeID = "c"
+	c := startNode(t, cfg, newRedisBroker(t, srv, prefix, nil))
+	waitCookies(t, c)
+
+	query := streamQuery("key-loss")
+	across := func(from, to *testNode, names string) error {
+		br, _, lastID := admitWithHint(t, from, query, 600*time.Millisecond, cfg.Retry.Base)
+		ans := to.connect(t, query, br.header(lastID))
+		if ans.stream != nil {
+			ans.stream.close()
+			return fmt.Errorf("%s: an early reconnect with the first node's cookie was served: the nodes sign with different keys", names)
+		}
+		ans.refused(t, node.RefuseEarly)
+		return nil
+	}
+	checkFor(t, waitTimeout, func() error { return across(c, a, "c to a") })
+	if err := across(a, c, "a to c"); err != nil {
+		t.Error(err)
+	}
+}
+
 // TestHealthyReset: a stream that lives past HealthyAfter gets a fresh
 // base hint, once, and its next reconnect starts the backoff over.
 func TestHealthyReset(t *testing.T) {
