@@ -135,9 +135,9 @@ var (
 	adminListening = regexp.MustCompile(`"msg":"admin listening".*?"addr":"([^"]+)"`)
 )
 
-// startNode runs the binary on loopback ports with an admin token (standalone
-// unless env, extra KEY=value settings, names a REDIS_URL), waits until /readyz answers 200 and stops it (SIGINT) when the
-// test ends.
+// startNode runs the binary on loopback ports with an admin token
+// (standalone unless env, extra KEY=value settings, names a REDIS_URL),
+// waits until /readyz answers 200 and stops it (SIGINT) when the test ends.
 func startNode(t *testing.T, bin string, env ...string) *testNode {
 	t.Helper()
 	var logs safeBuffer
