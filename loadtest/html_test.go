@@ -144,7 +144,7 @@ func measuredReport() *Report {
 	r.Delivery = DeliveryStats{Expected: delivered, Events: delivered, Delivered: delivered, Unique: delivered, PerSec: float64(delivered) / 4}
 	r.Latency = lat
 	r.Publish = &PublishStats{Topics: 4, Events: published, Published: published, Requests: published, DurationS: 4, RatePerSec: 50, MaxLagMs: 0.4, Request: req}
-	r.Self = ProcessStats{Processes: 1, CPUSeconds: 1.5, MaxRSSKiB: 40960}
+	r.Self = ProcessStats{Processes: 1, CPUSeconds: 1.5, MaxRSSKiB: 40960, MachineCores: 2}
 	return r
 }
 
