@@ -16,15 +16,20 @@
 # `stop_grace_period: 45s`. A second SIGTERM stops at once.
 
 # Builder: the same command as `CGO_ENABLED=0 go build ./cmd/ssenode`, made
-# reproducible (-trimpath) and smaller (-s -w: no symbol table or DWARF).
-# The deploy package's tests check this line and run the same build.
+# reproducible (-trimpath) and smaller (-s -w: no symbol table or DWARF),
+# with the version the node reports stamped in (the .git folder is not sent
+# to the builder, so Go cannot read the revision itself):
+#   docker compose build --build-arg VERSION="$(git describe --always --dirty)"
+# Without it the node reports "(devel)". The deploy package's tests check
+# this line and run the same build.
 FROM golang:1.26 AS build
 WORKDIR /src
 # Modules first: this layer is rebuilt only when go.mod or go.sum change.
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/ssenode ./cmd/ssenode
+ARG VERSION=""
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ssenode ./cmd/ssenode
 
 # Runtime: no shell, no package manager, CA certificates and tzdata
 # included, user nonroot (65532). Nothing here but the binary.

@@ -2,8 +2,10 @@ package deploy
 
 import (
 	"debug/elf"
+	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -113,7 +115,7 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("builder FROM %q, want golang:%s AS <name> (go.mod's Go)", builder[0].args, gover[1])
 	}
 	build := dockerBuildCommand(t)
-	for _, want := range []string{"CGO_ENABLED=0 go build ", " -trimpath ", ` -ldflags "-s -w" `} {
+	for _, want := range []string{"CGO_ENABLED=0 go build ", " -trimpath ", ` -ldflags "-s -w -X main.version=${VERSION}" `} {
 		if !strings.Contains(" "+build+" ", want) {
 			t.Errorf("build command %q lacks %q", build, strings.TrimSpace(want))
 		}
@@ -188,6 +190,20 @@ func TestImageBinary(t *testing.T) {
 		t.Errorf("ssenode links %v: not static", libs)
 	}
 	f.Close()
+
+	t.Run("version", func(t *testing.T) {
+		if args := find(dockerfile(t)[0], "ARG"); !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "VERSION") }) {
+			t.Errorf("builder stage ARG %q: no VERSION for the build command", args)
+		}
+		n := startNode(t, bin)
+		st, body := get(t, "http://"+n.adminAddr+"/admin/v1/node", n.token)
+		var rep struct {
+			Version string `json:"version"`
+		}
+		if err := json.Unmarshal(body, &rep); st != http.StatusOK || err != nil || rep.Version != imageVersion {
+			t.Errorf("GET /admin/v1/node = %d %s: version %q, want the VERSION stamped at build, %q", st, body, rep.Version, imageVersion)
+		}
+	})
 
 	t.Run("healthcheck", func(t *testing.T) {
 		n := startNode(t, bin)

@@ -68,6 +68,9 @@ func readFile(t testing.TB, path string) []byte {
 	return b
 }
 
+// imageVersion is the VERSION build argument the tests build ssenode with.
+const imageVersion = "v0.0.0-deploy-test"
+
 var built struct {
 	once sync.Once
 	path string
@@ -89,7 +92,7 @@ func ssenodeBinary(t *testing.T) string {
 		cmdline := dockerOutput.ReplaceAllLiteralString(build, "-o "+out)
 		cmd := exec.Command("sh", "-c", cmdline)
 		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "PATH="+gobin+string(os.PathListSeparator)+os.Getenv("PATH"))
+		cmd.Env = append(os.Environ(), "PATH="+gobin+string(os.PathListSeparator)+os.Getenv("PATH"), "VERSION="+imageVersion)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			built.err = fmt.Errorf("%s: %v\n%s", cmdline, err, b)
 			return

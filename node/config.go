@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +20,12 @@ type Config struct {
 	// NodeID names this node in logs and the X-SSE-Node header; default
 	// "node". cmd/ssenode defaults it to the hostname.
 	NodeID string
+	// Version is what the node reports as its version (admin API,
+	// ssecluster_node_info); 1..128 characters of [A-Za-z0-9._+-]. Empty:
+	// from the binary's build info (module version, "+<revision>" when it
+	// was built from a VCS checkout). cmd/ssenode sets it from a value
+	// stamped at link time (-ldflags "-X main.version=...").
+	Version string
 	// PublishToken, when set, is required as "Authorization: Bearer <token>"
 	// on POST /v1/publish (or a JWT that grants the topics, with Auth).
 	PublishToken string
@@ -248,6 +255,7 @@ func (c Config) Validate() error {
 		}
 	}
 	check(!validNodeID(c.NodeID), "node id %q must be 1..64 characters of [A-Za-z0-9._-]", c.NodeID)
+	check(c.Version != "" && !validVersion(c.Version), "version %q must be 1..128 characters of [A-Za-z0-9._+-]", c.Version)
 	check(c.MaxTopics < 1 || c.MaxTopics > 1024, "max topics %d out of range 1..1024", c.MaxTopics)
 	check(c.Heartbeat < 10*time.Millisecond, "heartbeat %s below 10ms", c.Heartbeat)
 	if err := c.Retry.Validate(); err != nil {
@@ -285,13 +293,19 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func validNodeID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
+func validNodeID(s string) bool { return validName(s, 64, "._-") }
+
+func validVersion(s string) bool { return validName(s, 128, "._+-") }
+
+// validName reports whether s is 1..maxLen ASCII letters, digits and bytes
+// of extra.
+func validName(s string, maxLen int, extra string) bool {
+	if len(s) == 0 || len(s) > maxLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(extra, c) >= 0) {
 			return false
 		}
 	}

@@ -3,11 +3,12 @@ package node
 import (
 	"context"
 	"fmt"
-	"github.com/ssecluster/ssecluster/internal/apierr"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/ssecluster/ssecluster/internal/apierr"
 	"github.com/ssecluster/ssecluster/node/latency"
 	"github.com/ssecluster/ssecluster/node/survival"
 	"github.com/ssecluster/ssecluster/pubsub"
@@ -168,7 +169,10 @@ func (s *Server) probeLoop(ctx context.Context) {
 // initReport sets up what the report measures.
 func (s *Server) initReport() error {
 	s.started = time.Now()
-	s.version = buildVersion()
+	s.version = s.cfg.Version
+	if s.version == "" {
+		s.version = buildVersion()
+	}
 	s.mode = ModeCluster
 	if _, ok := s.broker.(*pubsub.Memory); ok {
 		s.mode = ModeStandalone
@@ -189,20 +193,26 @@ func (s *Server) initReport() error {
 	return nil
 }
 
-// buildVersion is the module version, "+<revision>" when the binary knows
-// its VCS revision, ".dirty" when the tree was modified.
+// buildVersion is the binary's version from its build info (versionOf).
 func buildVersion() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
 	}
-	v := bi.Main.Version
+	return versionOf(bi.Main.Version, bi.Settings)
+}
+
+// versionOf is the module version, with "+<revision>" (12 digits) and
+// ".dirty" for a modified tree appended when the binary knows its VCS
+// revision and the version does not already carry it (Go's pseudo-versions
+// of a checkout do: v0.0.0-<time>-<revision>[+dirty]).
+func versionOf(v string, settings []debug.BuildSetting) string {
 	if v == "" {
 		v = "(devel)"
 	}
 	var rev string
 	dirty := false
-	for _, st := range bi.Settings {
+	for _, st := range settings {
 		switch st.Key {
 		case "vcs.revision":
 			rev = st.Value
@@ -210,7 +220,7 @@ func buildVersion() string {
 			dirty = st.Value == "true"
 		}
 	}
-	if rev != "" {
+	if rev != "" && !strings.Contains(v, rev[:min(len(rev), 12)]) {
 		v += "+" + rev[:min(len(rev), 12)]
 		if dirty {
 			v += ".dirty"

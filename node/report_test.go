@@ -431,3 +431,20 @@ func TestMergeReports(t *testing.T) {
 		t.Error("MergeReports accepted a malformed histogram")
 	}
 }
+
+// Config.Version, when set, is the reported version; a version that is not
+// a plain token is refused at New.
+func TestReportVersion(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Version = "v1.2.3-4-gabcdef0+dirty"
+	n := startNode(t, cfg, newMemory(t, pubsub.MemoryConfig{}))
+	if got := n.srv.Report(time.Now()).Version; got != cfg.Version {
+		t.Errorf("version %q, want %q", got, cfg.Version)
+	}
+	for _, bad := range []string{"v1 2", "v1\n", strings.Repeat("v", 129), "v1\"x"} {
+		cfg.Version = bad
+		if _, err := node.New(cfg, newMemory(t, pubsub.MemoryConfig{})); err == nil || !strings.Contains(err.Error(), "version") {
+			t.Errorf("New with version %q: %v, want a version error", bad, err)
+		}
+	}
+}

@@ -152,7 +152,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
-	s.log.Info("node listening", "addr", ln.Addr().String())
+	s.log.Info("node listening", "addr", ln.Addr().String(), "version", s.version)
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:

@@ -33,6 +33,11 @@ import (
 	"github.com/ssecluster/ssecluster/pubsub"
 )
 
+// version is stamped at link time (-ldflags "-X main.version=v1.2.3", as
+// the Dockerfile does with its VERSION build argument); empty, the node
+// reports its build info (module version and VCS revision when known).
+var version string
+
 func main() {
 	// SIGINT stops at once (every stream gets a hint and is closed); SIGTERM
 	// drains first, and a second SIGTERM stops at once.
@@ -142,6 +147,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	if err := flagenv.Apply(fs, "", getenv, "healthcheck"); err != nil {
 		return nil, err
 	}
+	n.Version = version
 	if n.NodeID == "" {
 		h, err := os.Hostname()
 		if err != nil || h == "" {

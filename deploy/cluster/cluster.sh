@@ -366,7 +366,9 @@ build() {
 	local go=go
 	command -v go >/dev/null || go=/usr/local/go/bin/go
 	log "building ssenode into $DIR/bin"
-	(cd "$ROOT" && "$go" build -o "$DIR/bin/ssenode" ./cmd/ssenode)
+	# -buildvcs=auto: stamp the checkout's revision (the version the admin
+	# API reports) even where GOFLAGS turns it off; nothing outside a checkout.
+	(cd "$ROOT" && "$go" build -buildvcs=auto -o "$DIR/bin/ssenode" ./cmd/ssenode)
 	SSENODE_BIN="$DIR/bin/ssenode"
 }
 
