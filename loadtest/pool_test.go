@@ -11,6 +11,27 @@ import (
 )
 
 // waitFor polls f until it returns nil or the deadline passes.
+// runPoolUntil runs a pool of cfg until until(pool) is nil (polled for up
+// to 10 s), then stops it and returns it with its goroutines ended.
+// prepare, when not nil, adjusts the pool before it runs.
+func runPoolUntil(t *testing.T, cfg Config, prepare func(*Pool), until func(*Pool) error) *Pool {
+	t.Helper()
+	pool, err := NewPool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(pool)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { _ = pool.Run(ctx) })
+	waitFor(t, 10*time.Second, func() error { return until(pool) })
+	return pool
+}
+
 func waitFor(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -53,21 +74,12 @@ func TestPoolDetectsBadSequences(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 
-	pool, err := NewPool(Config{URL: srv.URL, Subs: 2, Topics: 2, Idle: true, Duration: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = pool.Run(ctx) })
-	waitFor(t, 10*time.Second, func() error {
+	pool := runPoolUntil(t, Config{URL: srv.URL, Subs: 2, Topics: 2, Idle: true, Duration: time.Second}, nil, func(pool *Pool) error {
 		if n := pool.Delivered(); n != 2*7 {
 			return fmt.Errorf("delivered %d, want 14", n)
 		}
 		return nil
 	})
-	cancel()
-	wg.Wait()
 	r := newReport(Config{})
 	pool.fill(r)
 	r.finalize(&PublishStats{perTopic: []int64{8, 8}})
@@ -111,21 +123,12 @@ func TestPoolReconnect(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	pool, err := NewPool(Config{URL: srv.URL, Subs: 2, Topics: 2, Reconnect: true, Idle: true, Duration: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = pool.Run(ctx) })
-	waitFor(t, 10*time.Second, func() error {
+	pool := runPoolUntil(t, Config{URL: srv.URL, Subs: 2, Topics: 2, Reconnect: true, Idle: true, Duration: time.Second}, nil, func(pool *Pool) error {
 		if n := pool.Delivered(); n < 3 {
 			return fmt.Errorf("delivered %d, want >= 3", n)
 		}
 		return nil
 	})
-	cancel()
-	wg.Wait()
 	r := newReport(Config{})
 	pool.fill(r)
 	mu.Lock()

@@ -87,15 +87,7 @@ func TestReadBodies(t *testing.T) {
 		for _, noPoll := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/noPoll=%v", tt.name, noPoll), func(t *testing.T) {
 				url := rawServer(t, tt.writes, tt.close)
-				pool, err := NewPool(Config{URL: url, Subs: 1, Idle: true, Duration: time.Second})
-				if err != nil {
-					t.Fatal(err)
-				}
-				pool.noPoll = noPoll
-				ctx, cancel := context.WithCancel(context.Background())
-				var wg sync.WaitGroup
-				wg.Go(func() { _ = pool.Run(ctx) })
-				waitFor(t, 10*time.Second, func() error {
+				pool := runPoolUntil(t, Config{URL: url, Subs: 1, Idle: true, Duration: time.Second}, func(p *Pool) { p.noPoll = noPoll }, func(pool *Pool) error {
 					pool.mu.Lock()
 					defer pool.mu.Unlock()
 					if n := pool.totals.connectOK; n != 1 { // folded: the stream has ended
@@ -103,8 +95,6 @@ func TestReadBodies(t *testing.T) {
 					}
 					return nil
 				})
-				cancel()
-				wg.Wait()
 				r := newReport(Config{})
 				pool.fill(r)
 				if r.Delivery.Delivered != tt.delivered || r.Streams.Drops[tt.drop] != 1 || r.Latency.Count() != tt.delivered {

@@ -1,7 +1,6 @@
 package loadtest
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -42,21 +41,12 @@ func TestResumeOutcomes(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	pool, err := NewPool(Config{URL: srv.URL, Subs: 1, Reconnect: true, Idle: true, Duration: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = pool.Run(ctx) })
-	waitFor(t, 10*time.Second, func() error {
+	pool := runPoolUntil(t, Config{URL: srv.URL, Subs: 1, Reconnect: true, Idle: true, Duration: time.Second}, nil, func(pool *Pool) error {
 		if n := conns.Load(); n < 6 || pool.Connected() != 1 {
 			return fmt.Errorf("%d connections, %d connected: want the sixth, held", n, pool.Connected())
 		}
 		return nil
 	})
-	cancel()
-	wg.Wait()
 	r := newReport(Config{Reconnect: true})
 	pool.fill(r)
 	r.finalize(nil)
@@ -100,21 +90,12 @@ func TestShedIsNotAResume(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	pool, err := NewPool(Config{URL: srv.URL, Subs: 1, Reconnect: true, Idle: true, Duration: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = pool.Run(ctx) })
-	waitFor(t, 10*time.Second, func() error {
+	pool := runPoolUntil(t, Config{URL: srv.URL, Subs: 1, Reconnect: true, Idle: true, Duration: time.Second}, nil, func(pool *Pool) error {
 		if n := pool.Delivered(); n < 2 {
 			return fmt.Errorf("delivered %d, want 2", n)
 		}
 		return nil
 	})
-	cancel()
-	wg.Wait()
 	r := newReport(Config{Reconnect: true})
 	pool.fill(r)
 	r.finalize(nil)
@@ -141,14 +122,7 @@ func TestRetryZero(t *testing.T) {
 		fmt.Fprintf(w, "retry: 0\n\nid: c%d\ndata: %s\n\n", n, AppendPayload(nil, "load-0", int64(n), time.Now().UnixNano()))
 	}))
 	defer srv.Close()
-	pool, err := NewPool(Config{URL: srv.URL, Reconnect: true, DefaultRetry: time.Hour, Idle: true, Duration: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = pool.Run(ctx) })
-	waitFor(t, 10*time.Second, func() error {
+	runPoolUntil(t, Config{URL: srv.URL, Reconnect: true, DefaultRetry: time.Hour, Idle: true, Duration: time.Second}, nil, func(*Pool) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if requests < 3 {
@@ -156,6 +130,4 @@ func TestRetryZero(t *testing.T) {
 		}
 		return nil
 	})
-	cancel()
-	wg.Wait()
 }

@@ -47,21 +47,12 @@ func TestTopicsPerStream(t *testing.T) {
 	defer close(release)
 
 	cfg := Config{URL: srv.URL, EventsURL: srv.URL + "/sse?x=1&ch={topic}", Subs: 4, Topics: 6, TopicsPerStream: 3, Idle: true, Duration: time.Second}
-	pool, err := NewPool(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = pool.Run(ctx) })
-	waitFor(t, 10*time.Second, func() error {
+	pool := runPoolUntil(t, cfg, nil, func(pool *Pool) error {
 		if n := pool.Delivered(); n != 4*3*2 {
 			return fmt.Errorf("delivered %d, want 24", n)
 		}
 		return nil
 	})
-	cancel()
-	wg.Wait()
 	r := newReport(cfg.withDefaults())
 	pool.fill(r)
 	r.finalize(&PublishStats{perTopic: []int64{2, 2, 2, 2, 2, 2}})
