@@ -441,13 +441,11 @@ func testRange(t *testing.T, h *harness) {
 	}
 }
 
-// testRangeTrimmed publishes far more than MaxLen events and then tries a
-// cursor at every one of them: older cursors must get ReasonTrimmed, newer
-// ones the complete rest, at least MaxLen of the newest must still work, and
-// the border must be one place (what is held is a suffix).
-func testRangeTrimmed(t *testing.T, h *harness) {
-	const topic = "trim"
-	p := pubsub.PartitionOf(topic, h.parts)
+// publishPastRetention publishes six times trimMaxLen events to topic, in
+// batches of trimMaxLen, so retention must have trimmed the partition, and
+// returns their IDs in order.
+func publishPastRetention(t *testing.T, h *harness, topic string) []pubsub.ID {
+	t.Helper()
 	var ids []pubsub.ID
 	for b := range 6 {
 		msgs := make([]pubsub.Message, trimMaxLen)
@@ -456,6 +454,17 @@ func testRangeTrimmed(t *testing.T, h *harness) {
 		}
 		ids = append(ids, h.publish(t, msgs...)...)
 	}
+	return ids
+}
+
+// testRangeTrimmed publishes far more than MaxLen events and then tries a
+// cursor at every one of them: older cursors must get ReasonTrimmed, newer
+// ones the complete rest, at least MaxLen of the newest must still work, and
+// the border must be one place (what is held is a suffix).
+func testRangeTrimmed(t *testing.T, h *harness) {
+	const topic = "trim"
+	p := pubsub.PartitionOf(topic, h.parts)
+	ids := publishPastRetention(t, h, topic)
 	head := h.head(t, p)
 	if head != ids[len(ids)-1] {
 		t.Fatalf("Head(%d) = %v after trimming, want the last published %v", p, head, ids[len(ids)-1])
@@ -619,14 +628,7 @@ func topicOutside(p, parts int) string {
 func testRetainedTrimmed(t *testing.T, h *harness) {
 	const topic = "retained-trim"
 	p := pubsub.PartitionOf(topic, h.parts)
-	var ids []pubsub.ID
-	for b := range 6 {
-		msgs := make([]pubsub.Message, trimMaxLen)
-		for i := range msgs {
-			msgs[i] = pubsub.Message{Topic: topic, Data: fmt.Appendf(nil, "b%d i%d", b, i)}
-		}
-		ids = append(ids, h.publish(t, msgs...)...)
-	}
+	ids := publishPastRetention(t, h, topic)
 	r := h.retained(t, p)
 	i := slices.IndexFunc(ids, func(id pubsub.ID) bool { return id.Pos == r.First })
 	switch {
