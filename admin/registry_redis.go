@@ -9,13 +9,21 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ssecluster/ssecluster/internal/redisconn"
 )
 
-// RedisRegistryConfig configures a RedisRegistry. Only URL is required.
+// RedisRegistryConfig configures a RedisRegistry. One of URL, SentinelURL
+// and ClusterURL is required: the broker's (see redisconn.Config).
 type RedisRegistryConfig struct {
-	// URL of the Redis server, e.g. "redis://127.0.0.1:6379/0"; the one the
-	// broker uses. Required.
+	// URL of one Redis server, e.g. "redis://127.0.0.1:6379/0".
 	URL string
+	// SentinelURL: the sentinels and master name of a Sentinel group.
+	SentinelURL string
+	// ClusterURL: seed nodes of a Redis Cluster.
+	ClusterURL string
+	// CAFile: PEM authorities trusted for rediss:// URLs.
+	CAFile string
 	// Prefix of every key; default "sse" (REDIS_PREFIX). Nodes sharing a
 	// Redis and a prefix see each other.
 	Prefix string
@@ -50,7 +58,7 @@ func (c RedisRegistryConfig) withDefaults() RedisRegistryConfig {
 // the broker's clients are tuned for streams (no retries for XADD).
 type RedisRegistry struct {
 	cfg RedisRegistryConfig
-	rdb *redis.Client
+	rdb redis.UniversalClient
 }
 
 var _ Registry = (*RedisRegistry)(nil)
@@ -59,7 +67,8 @@ var _ Registry = (*RedisRegistry)(nil)
 // Redis: every call reports ErrRegistryUnavailable until it is reachable.
 func NewRedisRegistry(cfg RedisRegistryConfig) (*RedisRegistry, error) {
 	cfg = cfg.withDefaults()
-	if cfg.URL == "" {
+	conn := redisconn.Config{URL: cfg.URL, SentinelURL: cfg.SentinelURL, ClusterURL: cfg.ClusterURL, CAFile: cfg.CAFile}
+	if conn.Mode() == redisconn.ModeNone {
 		return nil, errors.New("admin: registry redis url is required")
 	}
 	if strings.ContainsAny(cfg.Prefix, "{} ") {
@@ -68,21 +77,20 @@ func NewRedisRegistry(cfg RedisRegistryConfig) (*RedisRegistry, error) {
 	if cfg.Timeout <= 0 {
 		return nil, fmt.Errorf("admin: registry timeout %s must be positive", cfg.Timeout)
 	}
-	opt, err := redis.ParseURL(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("admin: registry redis url: %w", err)
-	}
-	opt.ReadTimeout = cfg.Timeout
-	opt.WriteTimeout = cfg.Timeout
-	opt.PoolSize = 4 // one publisher loop and a few admin requests
 	// One retry (a pooled connection that died with a Redis restart) and
 	// one dial: the loop calls again within a second anyway, and an admin
 	// request during an outage should answer 503 soon rather than retry
 	// for seconds. A retry is safe: every command is idempotent but RPUSH,
-	// and a drain command sent twice drains once.
-	opt.MaxRetries = 1
-	opt.DialerRetries = 1
-	return &RedisRegistry{cfg: cfg, rdb: redis.NewClient(opt)}, nil
+	// and a drain command sent twice drains once. Pool: one publisher loop
+	// and a few admin requests.
+	rdb, err := conn.NewClient(redisconn.Tuning{
+		MaxRetries: 1, DialerRetries: 1, ReadTimeout: cfg.Timeout, WriteTimeout: cfg.Timeout,
+		PoolSize: 4, ClientName: "ssenode-admin",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("admin: registry: %w", err)
+	}
+	return &RedisRegistry{cfg: cfg, rdb: rdb}, nil
 }
 
 // Close releases the client's connections.

@@ -27,7 +27,10 @@ type hub struct {
 	readLag atomic.Int64
 }
 
-var _ pubsub.Handler = (*hub)(nil)
+var (
+	_ pubsub.Handler   = (*hub)(nil)
+	_ pubsub.Suspender = (*hub)(nil)
+)
 
 // partition is the subscriber registry of one broker partition.
 type partition struct {
@@ -38,6 +41,13 @@ type partition struct {
 	epoch   string
 	topics  map[string][]subRef
 	ready   chan struct{} // closed by the first Start
+
+	// suspended is set while the broker's reader of the partition has
+	// lost its store (pubsub.Suspender): the store may have failed over to
+	// a replica that lacks what the replay cache holds, so resumes are
+	// served from the broker, as on any other node, until the reader has
+	// checked its position again.
+	suspended atomic.Bool
 
 	// head is the last position fanned out completely: every event at or
 	// below it has been handed to every stream subscribed at that time.
@@ -139,6 +149,12 @@ func encodeEvent(ev *pubsub.Event) (frame []byte, bodyOff int, ok bool) {
 	frame = append(frame, '\n')
 	return frame, bodyOff, true
 }
+
+// Suspend implements pubsub.Suspender.
+func (h *hub) Suspend(p int) { h.parts[p].suspended.Store(true) }
+
+// Resume implements pubsub.Suspender.
+func (h *hub) Resume(p int) { h.parts[p].suspended.Store(false) }
 
 // Start implements pubsub.Handler.
 func (h *hub) Start(from pubsub.ID, reason string) {

@@ -96,6 +96,14 @@ func (s *Server) publish(c echo.Context) error {
 	ids, err := s.broker.Publish(ctx, msgs)
 	switch {
 	case err == nil:
+	case errors.Is(err, pubsub.ErrStoreFull):
+		s.log.Warn("publish refused: store full", "err", err)
+		return errorf(http.StatusServiceUnavailable, "broker_full",
+			"the broker is out of memory and refuses writes; nothing was stored; retry later")
+	case errors.Is(err, pubsub.ErrNotReplicated):
+		s.log.Warn("publish not replicated", "err", err)
+		return errorf(http.StatusServiceUnavailable, "publish_not_replicated",
+			"the events were stored on the primary but not confirmed by enough replicas in time; the outcome is unknown: retry with the same idempotency keys")
 	case errors.Is(err, pubsub.ErrUnavailable), errors.Is(err, pubsub.ErrClosed):
 		s.log.Warn("publish failed", "err", err)
 		return errorf(http.StatusServiceUnavailable, "broker_unavailable", "the broker is unreachable; nothing was stored")

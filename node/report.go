@@ -90,12 +90,26 @@ type BrokerStatus struct {
 	// errors from Redis or the network, timeouts included. Empty for a
 	// broker that has no store to fail (the in-memory one).
 	Errors map[string]int64 `json:"errors"`
+	// Topology is the Redis topology ("single", "sentinel", "cluster"),
+	// or "memory" for the standalone in-memory broker.
+	Topology string `json:"topology"`
+	// Warnings are the broker's findings about its store's settings that
+	// endanger delivery (an eviction policy that may drop history, fewer
+	// replicas than publishes wait for); empty when all is well.
+	Warnings []string `json:"warnings"`
 }
 
 // brokerErrorCounter is implemented by brokers that count their failed
 // store operations (pubsub.Redis).
 type brokerErrorCounter interface {
 	ErrorCounts() map[string]int64
+}
+
+// brokerInspector is implemented by brokers that check their store's
+// settings (pubsub.Redis).
+type brokerInspector interface {
+	Mode() string
+	Warnings() []string
 }
 
 // ConnCounts are the node's stream counters since it started.
@@ -262,6 +276,13 @@ func (s *Server) Report(now time.Time) Report {
 	}
 	if ec, ok := s.broker.(brokerErrorCounter); ok {
 		r.Broker.Errors = ec.ErrorCounts()
+	}
+	r.Broker.Topology, r.Broker.Warnings = "memory", []string{}
+	if bi, ok := s.broker.(brokerInspector); ok {
+		r.Broker.Topology, r.Broker.Warnings = bi.Mode(), bi.Warnings()
+		if r.Broker.Warnings == nil {
+			r.Broker.Warnings = []string{}
+		}
 	}
 	for i, name := range reasonNames {
 		if CloseReason(i) != ReasonNone {

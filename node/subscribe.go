@@ -387,7 +387,11 @@ func (s *Server) plan(ctx context.Context, p int, cursor pubsub.Cursor, resetAll
 func (s *Server) replay(ctx context.Context, w *streamWriter, rv []pubsub.ID, k int, from pubsub.Pos, head pubsub.ID) (string, error) {
 	cp := &w.c.parts[k]
 	single := len(w.c.parts) == 1
-	if evs, ok := s.cache.lookup(cp.p, head.Epoch, cp.topics, from, head.Pos, nil); ok {
+	evs, ok := []cached(nil), false
+	if !s.hub.parts[cp.p].suspended.Load() {
+		evs, ok = s.cache.lookup(cp.p, head.Epoch, cp.topics, from, head.Pos, nil)
+	}
+	if ok {
 		s.stats.CacheHits.Add(1)
 		for _, e := range evs {
 			if single {

@@ -72,14 +72,27 @@ type Handler interface {
 	// Start announces that from now on Deliver brings, for partition from.Partition,
 	// every event after from.Pos in epoch from.Epoch. reason is "" on the first
 	// call of a partition. A later call means events between the previous
-	// position and from were lost (reason ReasonEpochChanged or
-	// ReasonTrimmed), and subscribers of that partition must be told.
+	// position and from were lost (reason ReasonEpochChanged,
+	// ReasonRolledBack or ReasonTrimmed), and subscribers of that partition
+	// must be told.
 	Start(from ID, reason string)
 
 	// Deliver hands over consecutive events of partition p, oldest first. The
 	// slice and the events' Data are only valid during the call, and are
 	// read-only (a broker may share Data with its history).
 	Deliver(p int, evs []Event)
+}
+
+// Suspender is implemented by Handlers that want to know when a
+// partition's reader lost its store. Between Suspend(p) and Resume(p) the
+// store may have failed over, and what the handler holds of p (a replay
+// cache) may name events the store no longer has: it must not answer from
+// it. Resume comes once the reader checked its position against the store
+// again (and reported any loss through Start first). Calls for one
+// partition are serialised with its Start and Deliver.
+type Suspender interface {
+	Suspend(p int)
+	Resume(p int)
 }
 
 // Reasons carried by Handler.Start and HistoryGoneError.
@@ -92,6 +105,12 @@ const (
 	ReasonTrimmed = "history_trimmed"
 	// ReasonAhead: the position is beyond anything the store ever held.
 	ReasonAhead = "cursor_ahead"
+	// ReasonRolledBack: the store's history went back behind the nodes'
+	// backs (a failover promoted a replica that lacked events; a stream
+	// evicted): an event the position names, or one this node read or
+	// stored after it, is not there any more. The partition gets a new
+	// epoch, so every node answers old cursors the same way.
+	ReasonRolledBack = "history_rolled_back"
 )
 
 // RangeQuery selects a slice of one partition's history for Range.
@@ -149,6 +168,14 @@ var (
 	ErrOutcomeUnknown = errors.New("pubsub: outcome unknown")
 	// ErrClosed: the broker was closed.
 	ErrClosed = errors.New("pubsub: broker closed")
+	// ErrStoreFull: the store refused to write because it is out of memory
+	// (Redis maxmemory with noeviction); nothing was stored. It comes
+	// wrapped with ErrUnavailable.
+	ErrStoreFull = errors.New("pubsub: store out of memory")
+	// ErrNotReplicated: the events were stored on the primary but fewer
+	// replicas than required confirmed them in time (WAIT). It comes
+	// wrapped with ErrOutcomeUnknown: a failover may still lose them.
+	ErrNotReplicated = errors.New("pubsub: not confirmed by enough replicas")
 )
 
 // HistoryGoneError reports that history after a position is no longer fully

@@ -422,6 +422,12 @@ func (m *Memory) Range(ctx context.Context, q RangeQuery) ([]Event, Pos, error) 
 	n := first + uint64(sort.Search(int(end-first), func(i int) bool {
 		return q.After.Less(pt.atLocked(first + uint64(i)).ID.Pos)
 	}))
+	if !q.After.IsZero() && q.After != pt.trimmed && (n == first || pt.atLocked(n-1).ID.Pos != q.After) {
+		// Not a position this partition held: as the Redis broker says
+		// of a position a failover rolled back.
+		pt.mu.Unlock()
+		return nil, Pos{}, &HistoryGoneError{Partition: q.Partition, Reason: ReasonRolledBack}
+	}
 	var (
 		evs     []Event
 		size    int

@@ -8,16 +8,31 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ssecluster/ssecluster/internal/redisconn"
 )
 
-// RedisConfig configures the Redis Streams broker. Only URL is required.
+// RedisConfig configures the Redis Streams broker. Exactly one of URL,
+// SentinelURL and ClusterURL is required (see redisconn.Config).
 type RedisConfig struct {
-	// URL of the Redis server, e.g. "redis://127.0.0.1:6379/0". Required.
+	// URL of one Redis server, e.g. "redis://127.0.0.1:6379/0" or
+	// "rediss://user:password@host:6380/0".
 	URL string
+	// SentinelURL: the sentinels and master name of a Sentinel group, in
+	// go-redis's failover URL form
+	// "redis://S1:26379?addr=S2:26379&addr=S3:26379&master_name=NAME".
+	SentinelURL string
+	// ClusterURL: seed nodes of a Redis Cluster, in go-redis's cluster URL
+	// form "redis://H1:6379?addr=H2:6379&addr=H3:6379".
+	ClusterURL string
+	// CAFile is a PEM file of the authorities trusted for rediss:// URLs;
+	// "" means the system's.
+	CAFile string
 	// Prefix of every key; default "sse". Brokers sharing a Redis and a
 	// prefix form one cluster.
 	Prefix string
@@ -28,12 +43,9 @@ type RedisConfig struct {
 	// MaxLen is the number of events retained per partition; default 100000.
 	// Trimming happens in chunks of max(10, MaxLen/10) beyond MaxLen.
 	MaxLen int
-	// IdempotencyTTL is how long an idempotency key is remembered; default
-	// 10 minutes.
+	// IdempotencyTTL is how long an idempotency key is remembered after the
+	// last publish that carried it; default 10 minutes.
 	IdempotencyTTL time.Duration
-	// Readers is the number of reader loops (blocking XREAD connections);
-	// partitions are spread over them. Default 1.
-	Readers int
 	// ReadCount is the most entries one read takes per partition; default 512.
 	ReadCount int
 	// Block is how long a reader waits in XREAD BLOCK before it looks again;
@@ -43,8 +55,21 @@ type RedisConfig struct {
 	// context deadline, when sooner); default 2 s. A publish that times out
 	// answers ErrOutcomeUnknown.
 	Timeout time.Duration
+	// WaitReplicas is how many replicas must hold a published event before
+	// Publish returns (Redis WAIT, on the connection that stored it); 0,
+	// the default, does not wait. In a Redis Cluster it counts the replicas
+	// of the shard that holds the event.
+	WaitReplicas int
+	// WaitTimeout bounds that wait; default 1 s. A publish whose events
+	// fewer replicas confirmed in time answers ErrNotReplicated.
+	WaitTimeout time.Duration
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+}
+
+// conn is the topology part of the config.
+func (c RedisConfig) conn() redisconn.Config {
+	return redisconn.Config{URL: c.URL, SentinelURL: c.SentinelURL, ClusterURL: c.ClusterURL, CAFile: c.CAFile}
 }
 
 func (c RedisConfig) withDefaults() RedisConfig {
@@ -60,9 +85,6 @@ func (c RedisConfig) withDefaults() RedisConfig {
 	if c.IdempotencyTTL == 0 {
 		c.IdempotencyTTL = 10 * time.Minute
 	}
-	if c.Readers == 0 {
-		c.Readers = 1
-	}
 	if c.ReadCount == 0 {
 		c.ReadCount = 512
 	}
@@ -72,6 +94,9 @@ func (c RedisConfig) withDefaults() RedisConfig {
 	if c.Timeout == 0 {
 		c.Timeout = 2 * time.Second
 	}
+	if c.WaitTimeout == 0 {
+		c.WaitTimeout = time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -80,17 +105,23 @@ func (c RedisConfig) withDefaults() RedisConfig {
 
 // Validate reports the first invalid field of an already defaulted config.
 func (c RedisConfig) Validate() error {
+	if c.conn().Mode() == redisconn.ModeNone {
+		return errors.New("pubsub: a redis url (single, sentinel or cluster) is required")
+	}
+	if err := c.conn().Validate(); err != nil {
+		return err
+	}
 	switch {
-	case c.URL == "":
-		return errors.New("pubsub: redis url is required")
 	case c.Partitions < 1 || c.Partitions > MaxPartitions:
 		return fmt.Errorf("pubsub: partitions %d out of range 1..%d", c.Partitions, MaxPartitions)
 	case c.MaxLen < 1:
 		return fmt.Errorf("pubsub: max len %d must be positive", c.MaxLen)
 	case c.IdempotencyTTL < time.Second:
 		return fmt.Errorf("pubsub: idempotency ttl %s below 1s", c.IdempotencyTTL)
-	case c.Readers < 1 || c.Readers > c.Partitions:
-		return fmt.Errorf("pubsub: readers %d out of range 1..partitions", c.Readers)
+	case c.WaitReplicas < 0 || c.WaitReplicas > MaxWaitReplicas:
+		return fmt.Errorf("pubsub: wait replicas %d out of range 0..%d", c.WaitReplicas, MaxWaitReplicas)
+	case c.WaitTimeout < time.Millisecond || c.WaitTimeout > time.Minute:
+		return fmt.Errorf("pubsub: wait timeout %s out of range 1ms..1m", c.WaitTimeout)
 	case c.ReadCount < 1:
 		return fmt.Errorf("pubsub: read count %d must be positive", c.ReadCount)
 	case c.Block < time.Millisecond:
@@ -104,19 +135,53 @@ func (c RedisConfig) Validate() error {
 	return nil
 }
 
+// MaxWaitReplicas bounds RedisConfig.WaitReplicas.
+const MaxWaitReplicas = 16
+
 // Redis is the Redis Streams broker. See the README for the data format.
 //
-// Goroutines: Run starts one goroutine per reader loop and waits for them;
-// nothing else starts goroutines.
+// Goroutines: Run starts one reader goroutine per partition and a trimming
+// loop, and waits for them; nothing else starts goroutines.
 type Redis struct {
-	cfg     RedisConfig
-	log     *slog.Logger
-	cmd     *redis.Client // publish and queries; never retries (see Publish)
-	read    *redis.Client // reader loops only; closed when Run's ctx ends
-	chunk   int
-	healthy atomic.Bool
-	running atomic.Bool
-	errs    opErrors
+	cfg  RedisConfig
+	log  *slog.Logger
+	mode redisconn.Mode
+	// cmd serves publishes and queries; it never retries a command blindly
+	// (see Publish). read serves the reader loops only; closed when Run's
+	// ctx ends. In a Redis Cluster both are *redis.ClusterClient, and
+	// publishes go to the shard's master client from cluster (see
+	// publishCluster).
+	cmd, read redis.UniversalClient
+	cluster   *redis.ClusterClient
+	chunk     int
+	parts     []partState
+	failing   atomic.Int32 // reader loops currently failing
+	running   atomic.Bool
+	errs      opErrors
+	warnings  warnings
+}
+
+// partState is what publishes tell a partition's reader: the newest
+// position this node stored in it (see readPart's rollback check).
+type partState struct {
+	mu    sync.Mutex
+	epoch string
+	acked Pos
+}
+
+// noteAcked records that pos of epoch was stored.
+func (s *partState) noteAcked(epoch string, pos Pos) {
+	s.mu.Lock()
+	if s.epoch != epoch || s.acked.Less(pos) {
+		s.epoch, s.acked = epoch, pos
+	}
+	s.mu.Unlock()
+}
+
+func (s *partState) lastAcked() (string, Pos) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.epoch, s.acked
 }
 
 var _ Broker = (*Redis)(nil)
@@ -128,36 +193,53 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	opt, err := redis.ParseURL(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("pubsub: redis url: %w", err)
-	}
+	conn := cfg.conn()
 	// go-redis retries a command whose reply timed out; for XADD that
 	// stores the event twice (SSE-NOTES §3.4). No command of ours is
 	// retried blindly: publishes answer ErrOutcomeUnknown instead, reads
 	// are retried by their own loops.
-	opt.MaxRetries = -1
-	opt.ReadTimeout = cfg.Timeout
-	opt.WriteTimeout = cfg.Timeout
-	cmdOpt := *opt
+	//
 	// Commands end by the caller's deadline too, when it comes before
 	// Timeout. go-redis ignores context deadlines on the socket otherwise:
 	// a Ping bounded to 1 s by /readyz took Timeout against a hung Redis,
 	// longer than the load balancer's check allows, so the check failed
 	// and the load balancer cut every stream of every node.
-	cmdOpt.ContextTimeoutEnabled = true
-	readOpt := *opt
-	readOpt.PoolSize = cfg.Readers + 2
-	readOpt.MinIdleConns = 0
-	chunk := max(10, cfg.MaxLen/10)
-	return &Redis{
+	readTimeout := cfg.Timeout
+	if cfg.WaitReplicas > 0 {
+		readTimeout += cfg.WaitTimeout // a publish's reply comes after its WAIT
+	}
+	cmd, err := conn.NewClient(redisconn.Tuning{
+		MaxRetries: -1, ReadTimeout: readTimeout, WriteTimeout: cfg.Timeout,
+		ContextTimeoutEnabled: true, MaxRedirects: 8, ClientName: "ssenode-cmd",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pubsub: %w", err)
+	}
+	// Readers: one blocking connection per partition (per server holding
+	// it, in a cluster) plus the snapshot reads between blocks.
+	read, err := conn.NewClient(redisconn.Tuning{
+		MaxRetries: -1, ReadTimeout: cfg.Timeout, WriteTimeout: cfg.Timeout,
+		PoolSize: cfg.Partitions + 4, MaxRedirects: 8, ClientName: "ssenode-read",
+	})
+	if err != nil {
+		_ = cmd.Close()
+		return nil, fmt.Errorf("pubsub: %w", err)
+	}
+	r := &Redis{
 		cfg:   cfg,
 		log:   cfg.Logger.With("component", "pubsub"),
-		cmd:   redis.NewClient(&cmdOpt),
-		read:  redis.NewClient(&readOpt),
-		chunk: chunk,
-	}, nil
+		mode:  conn.Mode(),
+		cmd:   cmd,
+		read:  read,
+		chunk: max(10, cfg.MaxLen/10),
+		parts: make([]partState, cfg.Partitions),
+	}
+	r.cluster, _ = cmd.(*redis.ClusterClient)
+	return r, nil
 }
+
+// Mode returns the Redis topology the broker runs on.
+func (r *Redis) Mode() string { return string(r.mode) }
 
 // Partitions implements Broker.
 func (r *Redis) Partitions() int { return r.cfg.Partitions }
@@ -241,6 +323,8 @@ func classify(op string, err error) error {
 	switch {
 	case errors.Is(err, redis.ErrClosed):
 		return fmt.Errorf("%w: %s: %w", ErrClosed, op, err)
+	case redis.HasErrorPrefix(err, "OOM"):
+		return fmt.Errorf("%w: %w: %s: %w", ErrUnavailable, ErrStoreFull, op, err)
 	case errors.As(err, &opErr) && opErr.Op == "dial",
 		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted),
 		isRejectedBeforeRun(err):
@@ -252,7 +336,8 @@ func classify(op string, err error) error {
 // isRejectedBeforeRun reports Redis error replies that refuse a command
 // before running it.
 func isRejectedBeforeRun(err error) bool {
-	for _, p := range []string{"LOADING", "READONLY", "OOM", "MASTERDOWN", "BUSY", "NOSCRIPT", "MISCONF", "NOREPLICAS"} {
+	for _, p := range []string{"LOADING", "READONLY", "OOM", "MASTERDOWN", "BUSY", "NOSCRIPT", "MISCONF", "NOREPLICAS",
+		"MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "CROSSSLOT"} {
 		if redis.HasErrorPrefix(err, p) {
 			return true
 		}
@@ -289,7 +374,7 @@ var errNoMeta = errors.New("pubsub: partition has no epoch yet")
 
 // ensureEpoch creates the meta key of partition p when missing.
 func (r *Redis) ensureEpoch(ctx context.Context, p int) error {
-	if err := r.cmd.SetNX(ctx, r.metaKey(p), NewEpoch()+" 0-0", 0).Err(); err != nil {
+	if err := epochScript.Run(ctx, r.cmd, []string{r.streamKey(p), r.metaKey(p)}, NewEpoch()).Err(); err != nil {
 		return unavailable("create epoch", err)
 	}
 	return nil

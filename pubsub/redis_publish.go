@@ -2,81 +2,30 @@ package pubsub
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// trimLua trims a partition stream to about MaxLen entries and records the
-// position of the last removed entry in the meta key, so that a resume from
-// before it is reported as lost history instead of silently skipping it.
-// It removes len-maxlen entries once the stream holds more than
-// maxlen+chunk, so the cost is amortised over chunk publishes.
-//
-// KEYS[1] stream, KEYS[2] meta; ARGV[1] epoch, ARGV[2] maxlen, ARGV[3] chunk.
-const trimLua = `
-local function trim(stream, meta, epoch, maxlen, chunk)
-  local len = redis.call('XLEN', stream)
-  if len <= maxlen + chunk then return end
-  local k = math.min(len - maxlen, 100000)
-  local r = redis.call('XRANGE', stream, '-', '+', 'COUNT', k + 1)
-  redis.call('XTRIM', stream, 'MINID', r[k + 1][1])
-  redis.call('SET', meta, epoch .. ' ' .. r[k][1])
-end
-`
-
-// metaLua reads (or creates, with the candidate epoch ARGV[1]) the epoch.
-const metaLua = `
-local function epoch_of(meta, candidate)
-  local m = redis.call('GET', meta)
-  if not m then
-    redis.call('SET', meta, candidate .. ' 0-0')
-    return candidate
-  end
-  return string.match(m, '^(%S+)')
-end
-`
-
-// publishLua appends the messages of one partition atomically.
-//
-// KEYS[1] stream, KEYS[2] meta, KEYS[3..] idempotency keys.
-// ARGV[1] candidate epoch, ARGV[2] maxlen, ARGV[3] chunk, ARGV[4] key ttl
-// seconds, ARGV[5] count, then per message: topic, event, data, ts, index
-// of its idempotency key in KEYS (0 for none).
-// Returns {epoch, {id...}}.
-var publishScript = redis.NewScript(metaLua + trimLua + `
-local epoch = epoch_of(KEYS[2], ARGV[1])
-local n = tonumber(ARGV[5])
-local ids = {}
-for i = 0, n - 1 do
-  local b = 6 + i * 5
-  local ik = tonumber(ARGV[b + 4])
-  local id = false
-  if ik > 0 then id = redis.call('GET', KEYS[ik]) end
-  if not id then
-    id = redis.call('XADD', KEYS[1], '*', 'topic', ARGV[b], 'event', ARGV[b + 1], 'data', ARGV[b + 2], 'ts', ARGV[b + 3])
-    if ik > 0 then redis.call('SET', KEYS[ik], id, 'EX', ARGV[4]) end
-  end
-  ids[i + 1] = id
-end
-trim(KEYS[1], KEYS[2], epoch, tonumber(ARGV[2]), tonumber(ARGV[3]))
-return {epoch, ids}
-`)
-
-// maintainScript trims a partition that only plain XADDs (from publishers
-// outside ssecluster) have grown. KEYS[1] stream, KEYS[2] meta; ARGV[1]
-// candidate epoch, ARGV[2] maxlen, ARGV[3] chunk.
-var maintainScript = redis.NewScript(metaLua + trimLua + `
-local epoch = epoch_of(KEYS[2], ARGV[1])
-trim(KEYS[1], KEYS[2], epoch, tonumber(ARGV[2]), tonumber(ARGV[3]))
-return 1
-`)
+// pubGroup is the messages of one partition in a Publish: one script run.
+type pubGroup struct {
+	p    int
+	idx  []int // indexes into msgs
+	keys []string
+	args []any
+	cmd  *redis.Cmd
+}
 
 // Publish implements Broker. Messages are grouped by partition; each group
-// is stored by one script run, so a group is atomic and ordered. Groups are
-// pipelined; an error leaves the other groups stored (retry with the same
+// is stored by one script run, so a group is atomic and ordered. The groups
+// of one server go in one pipeline on one connection, followed by WAIT when
+// WaitReplicas is set (WAIT counts the replicas holding every write of its
+// connection). An error leaves the other groups stored (retry with the same
 // idempotency keys is safe).
 func (r *Redis) Publish(ctx context.Context, msgs []Message) (_ []ID, err error) {
 	defer func() { r.errs.add(opPublish, err) }()
@@ -84,19 +33,13 @@ func (r *Redis) Publish(ctx context.Context, msgs []Message) (_ []ID, err error)
 		return nil, nil
 	}
 	now := strconv.FormatInt(time.Now().UnixNano(), 10)
-	type group struct {
-		p    int
-		idx  []int // indexes into msgs
-		keys []string
-		args []any
-	}
-	var groups []*group
-	byPart := make(map[int]*group)
+	var groups []*pubGroup
+	byPart := make(map[int]*pubGroup)
 	for i, m := range msgs {
 		p := PartitionOf(m.Topic, r.cfg.Partitions)
 		g := byPart[p]
 		if g == nil {
-			g = &group{p: p, keys: []string{r.streamKey(p), r.metaKey(p)}}
+			g = &pubGroup{p: p, keys: []string{r.streamKey(p), r.metaKey(p)}}
 			g.args = []any{NewEpoch(), r.cfg.MaxLen, r.chunk, int64(r.cfg.IdempotencyTTL / time.Second), 0}
 			byPart[p] = g
 			groups = append(groups, g)
@@ -113,64 +56,183 @@ func (r *Redis) Publish(ctx context.Context, msgs []Message) (_ []ID, err error)
 		g.args[4] = len(g.idx)
 	}
 
-	run := func(pipe redis.Scripter) []*redis.Cmd {
-		cmds := make([]*redis.Cmd, len(groups))
-		for i, g := range groups {
-			cmds[i] = publishScript.EvalSha(ctx, pipe, g.keys, g.args...)
-		}
-		return cmds
+	var waitErr error
+	if r.cluster != nil {
+		waitErr, err = r.publishCluster(ctx, groups)
+	} else {
+		waitErr, err = r.publishOn(ctx, r.cmd, groups)
 	}
-	var cmds []*redis.Cmd
-	for attempt := 0; ; attempt++ {
-		if len(groups) == 1 {
-			cmds = run(r.cmd)
-		} else {
-			pipe := r.cmd.Pipeline()
-			cmds = run(pipe)
-			_, _ = pipe.Exec(ctx) // errors are read per command below
-		}
-		noScript := false
-		for _, c := range cmds {
-			if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-				noScript = true
-			}
-		}
-		if !noScript || attempt > 0 {
-			break
-		}
-		// A restarted Redis forgot the script; NOSCRIPT means nothing ran,
-		// so loading it and running everything again cannot store twice.
-		// (Groups that did run are deduplicated only by idempotency keys,
-		// so retry only when every group failed with NOSCRIPT.)
-		allNoScript := true
-		for _, c := range cmds {
-			if !redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-				allNoScript = false
-			}
-		}
-		if !allNoScript {
-			break
-		}
-		if err := publishScript.Load(ctx, r.cmd).Err(); err != nil {
-			return nil, classify("load publish script", err)
-		}
+	if err != nil {
+		return nil, err
 	}
-
 	ids := make([]ID, len(msgs))
-	for gi, g := range groups {
-		res, err := cmds[gi].Slice()
+	var firstErr error
+	for _, g := range groups {
+		res, err := g.cmd.Slice()
 		if err != nil {
-			return nil, classify(fmt.Sprintf("publish partition %d", g.p), err)
+			if firstErr == nil {
+				firstErr = classify(fmt.Sprintf("publish partition %d", g.p), err)
+			}
+			continue
 		}
 		epoch, idList, err := parsePublishReply(res, len(g.idx))
 		if err != nil {
-			return nil, fmt.Errorf("%w: publish partition %d: %w", ErrOutcomeUnknown, g.p, err)
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%w: publish partition %d: %w", ErrOutcomeUnknown, g.p, err)
+			}
+			continue
 		}
+		// Stored, whatever WAIT says: the reader checks it is kept.
+		r.parts[g.p].noteAcked(epoch, idList[len(idList)-1])
 		for j, mi := range g.idx {
 			ids[mi] = ID{Partition: g.p, Epoch: epoch, Pos: idList[j]}
 		}
 	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if waitErr != nil {
+		return nil, waitErr
+	}
 	return ids, nil
+}
+
+// pipeliner is what publishOn needs of a client: a *redis.Client, the
+// failover client, or a Redis Cluster shard's master client.
+type pipeliner interface {
+	Pipeline() redis.Pipeliner
+	redis.Scripter
+}
+
+// publishOn runs groups on one server's connection, then WAIT. It returns
+// the WAIT's verdict (nil, or ErrNotReplicated) and an error only when
+// nothing can be said per group; each group's outcome is in its cmd.
+func (r *Redis) publishOn(ctx context.Context, c pipeliner, groups []*pubGroup) (waitErr, err error) {
+	for attempt := 0; ; attempt++ {
+		pipe := c.Pipeline()
+		for _, g := range groups {
+			g.cmd = publishScript.EvalSha(ctx, pipe, g.keys, g.args...)
+		}
+		var wait *redis.IntCmd
+		if r.cfg.WaitReplicas > 0 {
+			// The connection's read timeout covers the wait (NewRedis).
+			wait = redis.NewIntCmd(ctx, "wait", r.cfg.WaitReplicas, r.cfg.WaitTimeout.Milliseconds())
+			_ = pipe.Process(ctx, wait)
+		}
+		_, _ = pipe.Exec(ctx) // errors are read per command
+		allNoScript := true
+		for _, g := range groups {
+			if !redis.HasErrorPrefix(g.cmd.Err(), "NOSCRIPT") {
+				allNoScript = false
+			}
+		}
+		if !allNoScript || attempt > 0 {
+			// A restarted Redis forgot the script; NOSCRIPT means nothing
+			// ran, so loading it and running everything again cannot store
+			// twice. (Groups that did run are deduplicated only by
+			// idempotency keys, so retry only when every group failed with
+			// NOSCRIPT.)
+			return r.waitVerdict(wait), nil
+		}
+		if err := publishScript.Load(ctx, c).Err(); err != nil {
+			return nil, classify("load publish script", err)
+		}
+	}
+}
+
+// waitVerdict turns WAIT's reply into an error when too few replicas
+// confirmed.
+func (r *Redis) waitVerdict(wait *redis.IntCmd) error {
+	if wait == nil {
+		return nil
+	}
+	n, err := wait.Result()
+	if err != nil {
+		return fmt.Errorf("%w: %w: wait: %w", ErrOutcomeUnknown, ErrNotReplicated, err)
+	}
+	if n < int64(r.cfg.WaitReplicas) {
+		return fmt.Errorf("%w: %w: %d of %d replicas within %s", ErrOutcomeUnknown, ErrNotReplicated, n, r.cfg.WaitReplicas, r.cfg.WaitTimeout)
+	}
+	return nil
+}
+
+// publishCluster runs the groups on the masters of their slots, one
+// pipeline per master, concurrently. It does not use the cluster client's
+// own routing for them: that retries a command whose reply timed out or
+// whose connection broke (go-redis ClusterClient.process), which for a
+// publish may store it twice. It follows only the redirections that prove
+// the script did not run (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, READONLY, a
+// failed dial), until ctx ends: a slot moving or a shard failing over
+// delays a publish, never duplicates it.
+func (r *Redis) publishCluster(ctx context.Context, groups []*pubGroup) (waitErr, err error) {
+	pending := groups
+	backoff := 5 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		byNode := make(map[*redis.Client][]*pubGroup)
+		var order []*redis.Client
+		for _, g := range pending {
+			c, err := r.cluster.MasterForKey(ctx, g.keys[0])
+			if err != nil {
+				return nil, classify(fmt.Sprintf("publish partition %d: find master", g.p), err)
+			}
+			if byNode[c] == nil {
+				order = append(order, c)
+			}
+			byNode[c] = append(byNode[c], g)
+		}
+		waits := make([]error, len(order))
+		var wg sync.WaitGroup
+		for i, c := range order {
+			wg.Go(func() {
+				var err error
+				waits[i], err = r.publishOn(ctx, c, byNode[c])
+				if err != nil {
+					for _, g := range byNode[c] {
+						g.cmd = redis.NewCmd(ctx)
+						g.cmd.SetErr(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		var again []*pubGroup
+		for i, c := range order {
+			moved := false
+			for _, g := range byNode[c] {
+				if notRun(g.cmd.Err()) {
+					again = append(again, g)
+					moved = true
+				}
+			}
+			if !moved && waits[i] != nil && waitErr == nil {
+				waitErr = waits[i]
+			}
+		}
+		if len(again) == 0 {
+			return waitErr, nil
+		}
+		r.cluster.ReloadState(ctx)
+		if !sleepCtx(ctx, backoff) {
+			return waitErr, nil // the groups keep their last error
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+		pending = again
+	}
+}
+
+// notRun reports errors that prove a script did not run on the server
+// that answered: the slot is elsewhere or unavailable.
+func notRun(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, p := range []string{"MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "MASTERDOWN", "LOADING"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "dial"
 }
 
 func parsePublishReply(res []any, n int) (string, []Pos, error) {

@@ -11,14 +11,27 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Run implements Broker. It starts Readers loops, each owning a fixed set of
-// partitions, and returns once all have stopped. A loop reads with a
-// MULTI/EXEC of MGET (epochs and trim positions) and a non-blocking XREAD,
-// so every batch is checked against the partition's epoch and trim position
-// of the same instant: a Redis that restarted empty or trimmed what this node
-// had not read yet is always noticed (and reported through Handler.Start),
-// never skipped. When nothing is pending a loop parks in XREAD BLOCK, used
-// only as a wake-up; the next snapshot read takes the data.
+// Run implements Broker. It starts one reader loop per partition and a
+// trimming loop, and returns once all have stopped.
+//
+// A reader loop alternates two commands on its partition's keys only (one
+// hash tag, so one Redis Cluster slot, whatever the topology): a snapshot
+// (viewScript: the meta key and the entries from the loop's position on,
+// at one instant) and, when nothing is pending, XREAD BLOCK on the stream,
+// used only as a wake-up. An event therefore costs each node one wake-up
+// and one snapshot of its own partition, independent of how many topics
+// and partitions there are; loops of partitions held by different
+// Redis Cluster shards run on different servers.
+//
+// Every snapshot checks the partition against what this node knows: the
+// epoch (a Redis restarted empty, a meta key lost), the trim position
+// (retention passed a reader that fell behind) and that the loop's
+// position and the newest position this node published are still in the
+// stream (a failover that promoted a replica lacking them, or an evicted
+// stream: history rolled back). Each is reported through Handler.Start,
+// never skipped; a rollback first moves the partition to a new epoch
+// (bumpScript), so every node, whatever it cached, answers old cursors
+// with a reset.
 func (r *Redis) Run(ctx context.Context, h Handler) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("pubsub: Run called twice")
@@ -36,25 +49,23 @@ func (r *Redis) Run(ctx context.Context, h Handler) error {
 		return err
 	}
 	var wg sync.WaitGroup
-	errs := make([]error, r.cfg.Readers)
-	for i := range r.cfg.Readers {
-		var parts []int
-		for p := i; p < r.cfg.Partitions; p += r.cfg.Readers {
-			parts = append(parts, p)
-		}
-		wg.Go(func() { errs[i] = r.readLoop(ctx, h, parts) })
+	errs := make([]error, r.cfg.Partitions)
+	for p := range r.cfg.Partitions {
+		wg.Go(func() { errs[p] = r.partLoop(ctx, h, p) })
 	}
 	wg.Go(func() { r.maintainLoop(ctx) })
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-// waitFirstContact checks the partition count once Redis answers.
+// waitFirstContact checks the partition count once Redis answers, and
+// looks at the settings that decide whether history can be lost.
 func (r *Redis) waitFirstContact(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
 		err := r.checkPartitions(ctx)
 		if err == nil {
+			r.inspect(ctx)
 			return nil
 		}
 		if !errors.Is(err, ErrUnavailable) {
@@ -64,7 +75,6 @@ func (r *Redis) waitFirstContact(ctx context.Context) error {
 			return nil
 		}
 		r.errs.add(opRead, err)
-		r.healthy.Store(false)
 		r.log.Warn("redis unreachable", "err", err)
 		if !sleepCtx(ctx, jitter(backoff)) {
 			return nil
@@ -73,27 +83,33 @@ func (r *Redis) waitFirstContact(ctx context.Context) error {
 	}
 }
 
-// partReader is the state of one partition inside a read loop.
+// partReader is the state of one partition's reader loop.
 type partReader struct {
 	p       int
-	key     string
-	meta    string
+	keys    []string // stream, meta
 	started bool
 	epoch   string
-	pos     Pos
-	evs     []Event // reused between batches
+	pos     Pos    // position of the last entry handed on (or the epoch's base)
+	posTS   string // its ts field, when known: tells a new entry with a reused id apart
+	bumped  string // epoch this loop created after finding a rollback
+	evs     []Event
 }
 
-func (r *Redis) readLoop(ctx context.Context, h Handler, parts []int) error {
-	prs := make([]*partReader, len(parts))
-	for i, p := range parts {
-		prs[i] = &partReader{p: p, key: r.streamKey(p), meta: r.metaKey(p)}
-	}
+func (r *Redis) partLoop(ctx context.Context, h Handler, p int) error {
+	pr := &partReader{p: p, keys: []string{r.streamKey(p), r.metaKey(p)}}
+	sus, _ := h.(Suspender)
+	suspended, failing := false, false
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		again, err := r.readOnce(ctx, h, prs)
-		if err == nil && !again {
-			err = r.waitForData(ctx, prs)
+		again, err := r.readPart(ctx, h, pr)
+		if err == nil {
+			if suspended {
+				sus.Resume(p)
+				suspended = false
+			}
+			if !again {
+				err = r.waitPart(ctx, pr)
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -103,9 +119,16 @@ func (r *Redis) readLoop(ctx context.Context, h Handler, parts []int) error {
 			if errors.As(err, &fatal) {
 				return fatal.error
 			}
+			if sus != nil && !suspended && pr.started {
+				sus.Suspend(p)
+				suspended = true
+			}
 			r.errs.add(opRead, err)
-			if r.healthy.Swap(false) {
-				r.log.Warn("redis read failed; retrying", "err", err)
+			if !failing {
+				failing = true
+				if r.failing.Add(1) == 1 {
+					r.log.Warn("redis read failed; retrying", "partition", p, "err", err)
+				}
 			}
 			if !sleepCtx(ctx, jitter(backoff)) {
 				return nil
@@ -113,138 +136,225 @@ func (r *Redis) readLoop(ctx context.Context, h Handler, parts []int) error {
 			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
-		if !r.healthy.Swap(true) {
-			r.log.Info("redis reachable")
+		if failing {
+			failing = false
+			if r.failing.Add(-1) == 0 {
+				r.log.Info("redis reachable")
+			}
 		}
 		backoff = 50 * time.Millisecond
 	}
 	return nil
 }
 
-// readOnce takes one consistent snapshot of every partition of the loop and
-// hands what it read to h. It reports whether another read should follow at
-// once (a partition had more than ReadCount entries, or a partition was
-// (re)started and must be read from its new position).
-func (r *Redis) readOnce(ctx context.Context, h Handler, prs []*partReader) (again bool, err error) {
-	// Partitions not started yet need their head (last entry) at the same
-	// instant as their epoch; started ones need their new entries.
-	metas := make([]string, len(prs))
-	for i, pr := range prs {
-		metas[i] = pr.meta
+// view is one viewScript reply.
+type view struct {
+	meta    string // "" when the key is missing
+	last    Pos
+	first   Pos
+	n       int64
+	entries []redis.XMessage
+}
+
+// readView runs viewScript on c. start "" reads no entries.
+func (r *Redis) readView(ctx context.Context, c redis.Scripter, p int, start, end string, count int, full bool) (view, error) {
+	f := "0"
+	if full {
+		f = "1"
 	}
-	var streams []string
-	var reading []*partReader
-	for _, pr := range prs {
-		if pr.started {
-			streams = append(streams, pr.key)
-			reading = append(reading, pr)
-		}
+	res, err := viewScript.Run(ctx, c, []string{r.streamKey(p), r.metaKey(p)}, start, end, count, f).Slice()
+	if err != nil {
+		return view{}, err
 	}
-	for _, pr := range reading {
-		streams = append(streams, pr.pos.String())
+	if len(res) != 5 {
+		return view{}, errFatal{fmt.Errorf("pubsub: partition %d: view reply has %d elements", p, len(res))}
 	}
-	var mget *redis.SliceCmd
-	var xread *redis.XStreamSliceCmd
-	heads := make(map[int]*redis.XMessageSliceCmd)
-	_, err = r.read.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		mget = pipe.MGet(ctx, metas...)
-		for _, pr := range prs {
-			if !pr.started {
-				heads[pr.p] = pipe.XRevRangeN(ctx, pr.key, "+", "-", 1)
+	var v view
+	v.meta, _ = res[0].(string)
+	for _, x := range []struct {
+		raw any
+		dst *Pos
+	}{{res[1], &v.last}, {res[2], &v.first}} {
+		if s, _ := x.raw.(string); s != "" {
+			if *x.dst, err = ParsePos(s); err != nil {
+				return view{}, errFatal{fmt.Errorf("pubsub: partition %d has id %q: %w", p, s, err)}
 			}
 		}
-		if len(reading) > 0 {
-			xread = pipe.XRead(ctx, &redis.XReadArgs{Streams: streams, Count: int64(r.cfg.ReadCount), Block: -1})
+	}
+	v.n, _ = res[3].(int64)
+	list, _ := res[4].([]any)
+	v.entries = make([]redis.XMessage, 0, len(list))
+	for _, e := range list {
+		m, err := decodeXMessage(e)
+		if err != nil {
+			return view{}, errFatal{fmt.Errorf("pubsub: partition %d: %w", p, err)}
 		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+		v.entries = append(v.entries, m)
+	}
+	return v, nil
+}
+
+// decodeXMessage decodes one XRANGE entry as a script returns it:
+// {id, {field, value, ...}}.
+func decodeXMessage(e any) (redis.XMessage, error) {
+	pair, ok := e.([]any)
+	if !ok || len(pair) != 2 {
+		return redis.XMessage{}, fmt.Errorf("bad stream entry %v", e)
+	}
+	id, _ := pair[0].(string)
+	kv, _ := pair[1].([]any)
+	m := redis.XMessage{ID: id, Values: make(map[string]any, len(kv)/2)}
+	for i := 0; i+1 < len(kv); i += 2 {
+		k, _ := kv[i].(string)
+		m.Values[k] = kv[i+1]
+	}
+	return m, nil
+}
+
+// readPart takes one snapshot of the partition and hands what it read to
+// h. It reports whether another read should follow at once (more entries
+// are pending, or the partition was (re)started).
+func (r *Redis) readPart(ctx context.Context, h Handler, pr *partReader) (again bool, err error) {
+	// What this node stored, read before the snapshot: it was in Redis
+	// before the snapshot ran, so the snapshot must show it.
+	ackEpoch, acked := r.parts[pr.p].lastAcked()
+	start := ""
+	if pr.started {
+		start = pr.pos.String() // inclusive: the loop's own position must still be there
+		if pr.pos.IsZero() {
+			start = "-"
+		}
+	}
+	v, err := r.readView(ctx, r.read, pr.p, start, "+", r.cfg.ReadCount+1, false)
+	if err != nil {
+		var fatal errFatal
+		if errors.As(err, &fatal) {
+			return false, err
+		}
 		return false, unavailable("read snapshot", err)
 	}
-	got := make(map[string][]redis.XMessage)
-	if xread != nil {
-		res, err := xread.Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return false, unavailable("xread", err)
+	if v.meta == "" {
+		// No epoch: a fresh or wiped Redis, or an evicted meta key. Create
+		// one; the next snapshot sees it and (re)starts the partition.
+		if err := r.ensureEpoch(ctx, pr.p); err != nil {
+			return false, err
 		}
-		for _, s := range res {
-			got[s.Stream] = s.Messages
+		return true, nil
+	}
+	epoch, trimmed, err := parseMeta(v.meta)
+	if err != nil {
+		return false, errFatal{err}
+	}
+	if !pr.started {
+		pr.started, pr.epoch, pr.pos, pr.posTS = true, epoch, maxPos(v.last, trimmed), ""
+		h.Start(ID{Partition: pr.p, Epoch: epoch, Pos: pr.pos}, "")
+		return true, nil
+	}
+	if epoch != pr.epoch {
+		// History of the old epoch is gone. The new epoch starts at its
+		// base (trimmed), so nothing published in it is missed; what this
+		// snapshot read belongs to the old cursor: drop it.
+		reason := ReasonEpochChanged
+		if epoch == pr.bumped {
+			reason = ReasonRolledBack
+		}
+		r.log.Warn("partition epoch changed", "partition", pr.p, "old", pr.epoch, "new", epoch, "reason", reason)
+		pr.epoch, pr.pos, pr.posTS = epoch, trimmed, ""
+		h.Start(ID{Partition: pr.p, Epoch: epoch, Pos: trimmed}, reason)
+		return true, nil
+	}
+	msgs := v.entries
+	switch {
+	case pr.pos.Less(trimmed):
+		// Retention removed entries this node never read (it was cut off
+		// or frozen longer than the history lasts). The snapshot's entries
+		// all lie after the trim position.
+		r.log.Warn("partition trimmed past the reader", "partition", pr.p, "pos", pr.pos.String(), "trimmed", trimmed.String())
+		pr.pos, pr.posTS = trimmed, ""
+		h.Start(ID{Partition: pr.p, Epoch: epoch, Pos: trimmed}, ReasonTrimmed)
+	case pr.pos.IsZero() || pr.pos == trimmed:
+		// Nothing to find: the position is the epoch's start or the last
+		// trimmed entry.
+	default:
+		if len(msgs) == 0 || msgs[0].ID != pr.pos.String() || (pr.posTS != "" && tsOf(msgs[0]) != pr.posTS) {
+			return r.rolledBack(ctx, pr, v.meta, pr.pos)
+		}
+		msgs = msgs[1:]
+	}
+	full := len(msgs) >= r.cfg.ReadCount
+	if ackEpoch == epoch && pr.pos.Less(acked) && trimmed.Less(acked) {
+		// This node stored acked after pos: it must be in this batch, or
+		// after it when the batch is full.
+		seen := false
+		var lastID Pos
+		for _, m := range msgs {
+			if m.ID == acked.String() {
+				seen = true
+			}
+		}
+		if len(msgs) > 0 {
+			lastID, _ = ParsePos(msgs[len(msgs)-1].ID)
+		}
+		if !seen && (!full || !lastID.Less(acked)) {
+			return r.rolledBack(ctx, pr, v.meta, acked)
 		}
 	}
-	vals := mget.Val()
-	for i, pr := range prs {
-		raw, _ := vals[i].(string)
-		if raw == "" {
-			// No epoch: a fresh or wiped Redis. Create one; the next
-			// snapshot sees it and (re)starts the partition.
-			if err := r.ensureEpoch(ctx, pr.p); err != nil {
-				return false, err
-			}
-			again = true
-			continue
-		}
-		epoch, trimmed, err := parseMeta(raw)
+	if len(msgs) == 0 {
+		return false, nil
+	}
+	pr.evs = pr.evs[:0]
+	for _, m := range msgs {
+		ev, err := r.decodeEntry(pr.p, epoch, m)
 		if err != nil {
 			return false, errFatal{err}
 		}
-		if !pr.started {
-			msgs, err := heads[pr.p].Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return false, unavailable("head", err)
-			}
-			var head Pos
-			if len(msgs) > 0 {
-				if head, err = ParsePos(msgs[0].ID); err != nil {
-					return false, errFatal{fmt.Errorf("pubsub: stream %s has id %q: %w", pr.key, msgs[0].ID, err)}
-				}
-			}
-			pr.started, pr.epoch, pr.pos = true, epoch, head
-			h.Start(ID{Partition: pr.p, Epoch: epoch, Pos: head}, "")
-			again = true
+		pr.pos, pr.posTS = ev.ID.Pos, tsOf(m)
+		if ev.Topic == "" {
+			r.log.Warn("skipping stream entry without topic", "partition", pr.p, "id", m.ID)
 			continue
 		}
-		if epoch != pr.epoch {
-			// History of the old epoch is gone. The new stream is read from
-			// its beginning, so nothing published in the new epoch is missed;
-			// what this snapshot read belongs to the old cursor: drop it.
-			r.log.Warn("partition epoch changed", "partition", pr.p, "old", pr.epoch, "new", epoch)
-			pr.epoch, pr.pos = epoch, Pos{}
-			h.Start(ID{Partition: pr.p, Epoch: epoch}, ReasonEpochChanged)
-			again = true
-			continue
-		}
-		if pr.pos.Less(trimmed) {
-			// Retention removed entries this node never read (it was cut
-			// off or frozen longer than the history lasts).
-			r.log.Warn("partition trimmed past the reader", "partition", pr.p, "pos", pr.pos.String(), "trimmed", trimmed.String())
-			pr.pos = trimmed
-			h.Start(ID{Partition: pr.p, Epoch: epoch, Pos: trimmed}, ReasonTrimmed)
-		}
-		msgs := got[pr.key]
-		if len(msgs) == 0 {
-			continue
-		}
-		if len(msgs) >= r.cfg.ReadCount {
-			again = true
-		}
-		pr.evs = pr.evs[:0]
-		for _, m := range msgs {
-			ev, err := r.decodeEntry(pr.p, epoch, m)
-			if err != nil {
-				return false, errFatal{err}
-			}
-			pr.pos = ev.ID.Pos
-			if ev.Topic == "" {
-				r.log.Warn("skipping stream entry without topic", "partition", pr.p, "id", m.ID)
-				continue
-			}
-			pr.evs = append(pr.evs, ev)
-		}
-		if len(pr.evs) > 0 {
-			h.Deliver(pr.p, pr.evs)
-		}
+		pr.evs = append(pr.evs, ev)
 	}
-	return again, nil
+	if len(pr.evs) > 0 {
+		h.Deliver(pr.p, pr.evs)
+	}
+	return full, nil
+}
+
+// rolledBack handles a snapshot that lacks missing, a position this node
+// saw in the stream or stored there: the history went back. It moves the
+// partition to a new epoch, on the server publishes go to, unless that
+// server still holds missing (this loop's connection points at a server
+// that is no longer the primary: an error, retried).
+func (r *Redis) rolledBack(ctx context.Context, pr *partReader, meta string, missing Pos) (bool, error) {
+	epoch := NewEpoch()
+	res, err := bumpScript.Run(ctx, r.cmd, pr.keys, meta, epoch, missing.String()).Slice()
+	if err != nil {
+		return false, unavailable("new epoch after rollback", err)
+	}
+	code, _ := res[0].(int64)
+	switch code {
+	case 1:
+		r.log.Error("partition history rolled back: events this node read or stored are gone from Redis (failover to a replica that lacked them, or eviction); clients of the partition get a reset",
+			"partition", pr.p, "missing", missing.String(), "old_epoch", pr.epoch, "new_epoch", epoch)
+		pr.bumped = epoch
+	case 3:
+		return false, fmt.Errorf("%w: partition %d: %s is missing on the read connection's server but present on the primary", ErrUnavailable, pr.p, missing)
+	}
+	return true, nil
+}
+
+// tsOf returns an entry's ts field ("" when it has none).
+func tsOf(m redis.XMessage) string {
+	s, _ := m.Values["ts"].(string)
+	return s
+}
+
+func maxPos(a, b Pos) Pos {
+	if a.Less(b) {
+		return b
+	}
+	return a
 }
 
 // decodeEntry turns a stream entry into an Event. Missing fields decode as
@@ -266,17 +376,11 @@ func (r *Redis) decodeEntry(p int, epoch string, m redis.XMessage) (Event, error
 	return ev, nil
 }
 
-// waitForData parks in XREAD BLOCK until any partition of the loop has an
-// entry after its position, or Block elapses. Its result is discarded.
-func (r *Redis) waitForData(ctx context.Context, prs []*partReader) error {
-	streams := make([]string, 0, 2*len(prs))
-	for _, pr := range prs {
-		streams = append(streams, pr.key)
-	}
-	for _, pr := range prs {
-		streams = append(streams, pr.pos.String())
-	}
-	err := r.read.XRead(ctx, &redis.XReadArgs{Streams: streams, Count: 1, Block: r.cfg.Block}).Err()
+// waitPart parks in XREAD BLOCK until the partition has an entry after the
+// loop's position, or Block elapses. Its result is discarded: the next
+// snapshot reads the data with the checks.
+func (r *Redis) waitPart(ctx context.Context, pr *partReader) error {
+	err := r.read.XRead(ctx, &redis.XReadArgs{Streams: []string{pr.keys[0], pr.pos.String()}, Count: 1, Block: r.cfg.Block}).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return unavailable("xread block", err)
 	}
@@ -287,6 +391,7 @@ func (r *Redis) waitForData(ctx context.Context, prs []*partReader) error {
 // publishers that do not run the publish script.
 func (r *Redis) maintainLoop(ctx context.Context) {
 	for sleepCtx(ctx, jitter(20*time.Second)) {
+		r.inspect(ctx)
 		for p := range r.cfg.Partitions {
 			err := maintainScript.Run(ctx, r.cmd, []string{r.streamKey(p), r.metaKey(p)}, NewEpoch(), r.cfg.MaxLen, r.chunk).Err()
 			if err != nil && ctx.Err() == nil {

@@ -50,7 +50,9 @@ func TestRedisConfigValidate(t *testing.T) {
 		{"no url", pubsub.RedisConfig{}},
 		{"bad url", pubsub.RedisConfig{URL: "http://x"}},
 		{"partitions", pubsub.RedisConfig{URL: "redis://127.0.0.1:1", Partitions: pubsub.MaxPartitions + 1}},
-		{"readers", pubsub.RedisConfig{URL: "redis://127.0.0.1:1", Partitions: 2, Readers: 3}},
+		{"wait replicas", pubsub.RedisConfig{URL: "redis://127.0.0.1:1", WaitReplicas: -1}},
+		{"two topologies", pubsub.RedisConfig{URL: "redis://127.0.0.1:1", ClusterURL: "redis://127.0.0.1:2"}},
+		{"sentinel without master", pubsub.RedisConfig{SentinelURL: "redis://127.0.0.1:1"}},
 		{"prefix brace", pubsub.RedisConfig{URL: "redis://127.0.0.1:1", Prefix: "a{b"}},
 		{"ttl", pubsub.RedisConfig{URL: "redis://127.0.0.1:1", IdempotencyTTL: time.Millisecond}},
 	}

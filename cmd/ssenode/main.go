@@ -27,6 +27,7 @@ import (
 
 	"github.com/ssecluster/ssecluster/admin"
 	"github.com/ssecluster/ssecluster/internal/flagenv"
+	"github.com/ssecluster/ssecluster/internal/redisconn"
 	"github.com/ssecluster/ssecluster/node"
 	"github.com/ssecluster/ssecluster/node/auth"
 	"github.com/ssecluster/ssecluster/node/retry"
@@ -66,7 +67,10 @@ type options struct {
 	node                      node.Config
 	adminAddr, adminToken     string
 	adminInterval, adminTTL   time.Duration
-	redisURL, redisPrefix     string
+	redis                     redisconn.Config
+	redisPrefix               string
+	waitReplicas              int
+	waitTimeout               time.Duration
 	partitions, streamMaxLen  int
 	idempotencyTTL            time.Duration
 	cookieKey, trustedProxies string
@@ -99,7 +103,12 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&o.corsOrigins, "cors-origins", "", "comma-separated origins browsers may call from (scheme://host[:port], *.domain, or *); default: none with JWT, * for streams only without")
 	fs.BoolVar(&n.CORSCredentials, "cors-credentials", false, "let allowed origins send cookies (not with *)")
 	fs.StringVar(&n.NodeID, "node-id", "", "node name in logs and the X-SSE-Node header (default: hostname)")
-	fs.StringVar(&o.redisURL, "redis-url", "", "Redis URL, e.g. redis://127.0.0.1:6379/0; unset = standalone in-memory broker")
+	fs.StringVar(&o.redis.URL, "redis-url", "", "one Redis: redis://[user:password@]host:port/db or rediss:// (TLS); unset (with the two below) = standalone in-memory broker")
+	fs.StringVar(&o.redis.SentinelURL, "redis-sentinel-url", "", "Redis behind Sentinel: redis://S1:26379?addr=S2:26379&addr=S3:26379&master_name=NAME (sentinels, master name; password=... for the master)")
+	fs.StringVar(&o.redis.ClusterURL, "redis-cluster-url", "", "Redis Cluster: redis://H1:6379?addr=H2:6379&addr=H3:6379 (seed nodes)")
+	fs.StringVar(&o.redis.CAFile, "redis-ca-file", "", "PEM file of the authorities trusted for rediss:// (default: the system's)")
+	fs.IntVar(&o.waitReplicas, "publish-wait-replicas", 0, "publish answers 200 only once this many replicas hold the events (Redis WAIT; 0: do not wait)")
+	fs.DurationVar(&o.waitTimeout, "publish-wait-timeout", time.Second, "how long a publish waits for those replicas before answering 503 publish_not_replicated")
 	fs.StringVar(&o.redisPrefix, "redis-prefix", "sse", "prefix of every Redis key")
 	fs.IntVar(&o.partitions, "partitions", 16, "partition streams topics hash into (fixed per cluster)")
 	fs.IntVar(&o.streamMaxLen, "stream-maxlen", 0, "events retained per partition (0 = 100000 with Redis, 10000 in memory)")
@@ -146,6 +155,18 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	// environment must not turn the node into a probe.
 	if err := flagenv.Apply(fs, "", getenv, "healthcheck"); err != nil {
 		return nil, err
+	}
+	if err := o.redis.Validate(); err != nil {
+		return nil, err
+	}
+	if o.redis.Mode() == redisconn.ModeNone && o.waitReplicas != 0 {
+		return nil, errors.New("PUBLISH_WAIT_REPLICAS needs Redis (REDIS_URL, REDIS_SENTINEL_URL or REDIS_CLUSTER_URL): the in-memory broker has no replicas")
+	}
+	if o.waitReplicas < 0 || o.waitReplicas > pubsub.MaxWaitReplicas {
+		return nil, fmt.Errorf("PUBLISH_WAIT_REPLICAS %d out of range 0..%d", o.waitReplicas, pubsub.MaxWaitReplicas)
+	}
+	if o.waitTimeout < time.Millisecond || o.waitTimeout > time.Minute {
+		return nil, fmt.Errorf("PUBLISH_WAIT_TIMEOUT %s out of range 1ms..1m", o.waitTimeout)
 	}
 	n.Version = version
 	if n.NodeID == "" {
@@ -202,16 +223,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	var broker pubsub.Broker
-	mode := "standalone, in-memory broker (set REDIS_URL to run a cluster)"
-	if o.redisURL == "" {
+	mode := "standalone, in-memory broker (set REDIS_URL, REDIS_SENTINEL_URL or REDIS_CLUSTER_URL to run a cluster)"
+	redisMode := o.redis.Mode()
+	if redisMode == redisconn.ModeNone {
 		broker, err = pubsub.NewMemory(pubsub.MemoryConfig{
 			Partitions: o.partitions, MaxLen: o.streamMaxLen, IdempotencyTTL: o.idempotencyTTL,
 		})
 	} else {
-		mode = "cluster, redis broker"
+		mode = "cluster, redis broker (" + string(redisMode) + ")"
 		broker, err = pubsub.NewRedis(pubsub.RedisConfig{
-			URL: o.redisURL, Prefix: o.redisPrefix, Partitions: o.partitions,
+			URL: o.redis.URL, SentinelURL: o.redis.SentinelURL, ClusterURL: o.redis.ClusterURL, CAFile: o.redis.CAFile,
+			Prefix: o.redisPrefix, Partitions: o.partitions,
 			MaxLen: o.streamMaxLen, IdempotencyTTL: o.idempotencyTTL, Logger: log,
+			WaitReplicas: o.waitReplicas, WaitTimeout: o.waitTimeout,
 		})
 	}
 	if err != nil {
@@ -235,8 +259,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	var registry admin.Registry = admin.NewLocalRegistry()
-	if o.redisURL != "" {
-		rr, err := admin.NewRedisRegistry(admin.RedisRegistryConfig{URL: o.redisURL, Prefix: o.redisPrefix})
+	if redisMode != redisconn.ModeNone {
+		rr, err := admin.NewRedisRegistry(admin.RedisRegistryConfig{
+			URL: o.redis.URL, SentinelURL: o.redis.SentinelURL, ClusterURL: o.redis.ClusterURL, CAFile: o.redis.CAFile,
+			Prefix: o.redisPrefix,
+		})
 		if err != nil {
 			return err
 		}
@@ -255,7 +282,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		"mode", mode,
 		"node_id", cfg.NodeID,
 		"http_addr", cfg.Addr,
-		"redis_url", redactURL(o.redisURL),
+		"redis", redactURL(o.redis.Redacted()),
+		"publish_wait_replicas", o.waitReplicas,
 		"partitions", o.partitions,
 		"publish_token_set", cfg.PublishToken != "",
 		"auth", authMode(o.jwt),

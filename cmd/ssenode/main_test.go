@@ -30,14 +30,14 @@ func TestParseFlagsAndEnv(t *testing.T) {
 	if o.node.Addr != "127.0.0.1:1" {
 		t.Errorf("flag must win over env: http addr %q", o.node.Addr)
 	}
-	if o.redisURL != "redis://x:1/0" || o.node.Heartbeat != 3*time.Second || o.node.NodeID != "n1" || o.partitions != 8 || len(o.node.TrustedProxies) != 2 {
+	if o.redis.URL != "redis://x:1/0" || o.node.Heartbeat != 3*time.Second || o.node.NodeID != "n1" || o.partitions != 8 || len(o.node.TrustedProxies) != 2 {
 		t.Errorf("env not applied: %+v", o)
 	}
 	o, err = parse(nil, env(nil), new(bytes.Buffer))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.node.Addr != ":8080" || o.adminAddr != ":9090" || o.redisURL != "" || o.node.NodeID == "" || o.node.Retry.Cap != time.Minute {
+	if o.node.Addr != ":8080" || o.adminAddr != ":9090" || o.redis.URL != "" || o.node.NodeID == "" || o.node.Retry.Cap != time.Minute {
 		t.Errorf("defaults: %+v", o)
 	}
 }
@@ -78,7 +78,29 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, "log level"},
 		{"node id", map[string]string{"NODE_ID": "bad id"}, "node id"},
 		{"partitions", map[string]string{"PARTITIONS": "100000"}, "Partitions"},
-		{"redis url", map[string]string{"REDIS_URL": "http://nope"}, "redis url"},
+		{"redis url", map[string]string{"REDIS_URL": "http://nope"}, "REDIS_URL"},
+		{"redis url unparsable", map[string]string{"REDIS_URL": "redis://[::1"}, "REDIS_URL"},
+		{"redis url unknown parameter", map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0?frobnicate=1"}, "frobnicate"},
+		{"redis url without host", map[string]string{"REDIS_URL": "redis:///0"}, "missing host"},
+		{"redis url password not echoed", map[string]string{"REDIS_URL": "redis://u:s3cret@127.0.0.1:1/0?bogus=1"}, "xxxxx"},
+		{"two topologies", map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_CLUSTER_URL": "redis://127.0.0.1:2"}, "REDIS_URL and REDIS_CLUSTER_URL are both set"},
+		{"three topologies", map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_SENTINEL_URL": "redis://127.0.0.1:3?master_name=m", "REDIS_CLUSTER_URL": "redis://127.0.0.1:2"}, "both set"},
+		{"sentinel without master name", map[string]string{"REDIS_SENTINEL_URL": "redis://127.0.0.1:26379?addr=127.0.0.1:26380"}, "master_name"},
+		{"sentinel unknown parameter", map[string]string{"REDIS_SENTINEL_URL": "redis://127.0.0.1:26379?master_name=m&colour=red"}, "colour"},
+		{"sentinel bad addr", map[string]string{"REDIS_SENTINEL_URL": "redis://127.0.0.1:26379?master_name=m&addr=nohostport"}, "addr"},
+		{"cluster bad scheme", map[string]string{"REDIS_CLUSTER_URL": "tcp://127.0.0.1:7000"}, "REDIS_CLUSTER_URL"},
+		{"cluster with database", map[string]string{"REDIS_CLUSTER_URL": "redis://127.0.0.1:7000/3"}, "database 0"},
+		{"cluster bad addr", map[string]string{"REDIS_CLUSTER_URL": "redis://127.0.0.1:7000?addr=:7001"}, "addr"},
+		{"ca file without tls", map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_CA_FILE": "/etc/hostname"}, "rediss"},
+		{"ca file without redis", map[string]string{"REDIS_CA_FILE": "/etc/hostname"}, "no Redis URL"},
+		{"ca file missing", map[string]string{"REDIS_URL": "rediss://127.0.0.1:1/0", "REDIS_CA_FILE": "/nonexistent/ca.pem"}, "REDIS_CA_FILE"},
+		{"ca file not PEM", map[string]string{"REDIS_URL": "rediss://127.0.0.1:1/0", "REDIS_CA_FILE": "/etc/hostname"}, "no PEM certificate"},
+		{"wait replicas negative", map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "PUBLISH_WAIT_REPLICAS": "-1"}, "PUBLISH_WAIT_REPLICAS -1 out of range"},
+		{"wait replicas huge", map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "PUBLISH_WAIT_REPLICAS": "1000"}, "out of range"},
+		{"wait replicas not a number", map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "PUBLISH_WAIT_REPLICAS": "two"}, "PUBLISH_WAIT_REPLICAS"},
+		{"wait replicas in memory", map[string]string{"PUBLISH_WAIT_REPLICAS": "1"}, "needs Redis"},
+		{"wait timeout zero", map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "PUBLISH_WAIT_REPLICAS": "1", "PUBLISH_WAIT_TIMEOUT": "0s"}, "PUBLISH_WAIT_TIMEOUT"},
+		{"wait timeout huge", map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "PUBLISH_WAIT_TIMEOUT": "2h"}, "PUBLISH_WAIT_TIMEOUT"},
 		{"retry range", map[string]string{"RETRY_BASE": "5s", "RETRY_CAP": "1s"}, "base 5s and cap 1s"},
 		{"healthy below cap", map[string]string{"RETRY_HEALTHY_AFTER": "10s"}, "healthy-after"},
 		{"short cookie key", map[string]string{"RETRY_COOKIE_KEY": "short"}, "cookie key"},

@@ -356,13 +356,11 @@ func testDataRoundTrip(t *testing.T, h *harness) {
 	}
 	h.waitDelivered(t, r, ids)
 	h.checkDelivered(t, r, ids)
-	for _, id := range ids {
-		// (prev, id.Pos] holds exactly one position: id's.
-		prev := pubsub.Pos{Ms: id.Pos.Ms, Seq: id.Pos.Seq - 1}
-		if id.Pos.Seq == 0 {
-			prev = pubsub.Pos{Ms: id.Pos.Ms - 1, Seq: ^uint64(0)}
-		}
-		evs, err := h.rangeAll(t, pubsub.RangeQuery{Partition: id.Partition, Epoch: id.Epoch, After: prev, Until: id.Pos})
+	for i, id := range ids {
+		// Each payload has its own topic: (0, id.Pos] holds one event of it.
+		q := pubsub.RangeQuery{Partition: id.Partition, Epoch: id.Epoch, Until: id.Pos,
+			Topics: []string{"data-" + payloads[i].name}}
+		evs, err := h.rangeAll(t, q)
 		if err != nil {
 			t.Fatal(err)
 		}
