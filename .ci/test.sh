@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need
-# when it is missing (redis-server, haproxy, chromium for the admin
-# dashboard's browser test, docker-compose and promtool for the deployment
-# files' tests), then runs vet, gofmt, the race
+# when it is missing (redis-server, which brings redis-cli, and
+# redis-sentinel for pubsubtest's Cluster and Sentinel helpers, haproxy,
+# chromium for the admin dashboard's browser test, docker-compose and
+# promtool for the deployment files' tests), then runs vet, gofmt, the race
 # tests and short fuzz runs. Tests start their own servers on free loopback
 # ports; nothing here relies on a service started by hand.
 set -euo pipefail
@@ -14,6 +15,7 @@ fi
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # The deployment tests (deploy/): docker-compose validates

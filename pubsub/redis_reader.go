@@ -93,6 +93,28 @@ type partReader struct {
 	posTS   string // its ts field, when known: tells a new entry with a reused id apart
 	bumped  string // epoch this loop created after finding a rollback
 	evs     []Event
+	// hist holds the last positions handed on with their ts, oldest
+	// first: after a rollback, where the old and new history part.
+	hist []seenPos
+}
+
+type seenPos struct {
+	pos Pos
+	ts  string
+}
+
+// histLen is how many positions a reader remembers: a rollback of more
+// entries than this starts the new epoch at the newest entry older than all
+// of them.
+const histLen = 256
+
+// remember records a position handed on.
+func (pr *partReader) remember(pos Pos, ts string) {
+	if len(pr.hist) == histLen {
+		copy(pr.hist, pr.hist[1:])
+		pr.hist = pr.hist[:histLen-1]
+	}
+	pr.hist = append(pr.hist, seenPos{pos, ts})
 }
 
 func (r *Redis) partLoop(ctx context.Context, h Handler, p int) error {
@@ -246,7 +268,7 @@ func (r *Redis) readPart(ctx context.Context, h Handler, pr *partReader) (again 
 		return false, errFatal{err}
 	}
 	if !pr.started {
-		pr.started, pr.epoch, pr.pos, pr.posTS = true, epoch, maxPos(v.last, trimmed), ""
+		pr.started, pr.epoch, pr.pos, pr.posTS, pr.hist = true, epoch, maxPos(v.last, trimmed), "", pr.hist[:0]
 		h.Start(ID{Partition: pr.p, Epoch: epoch, Pos: pr.pos}, "")
 		return true, nil
 	}
@@ -259,7 +281,7 @@ func (r *Redis) readPart(ctx context.Context, h Handler, pr *partReader) (again 
 			reason = ReasonRolledBack
 		}
 		r.log.Warn("partition epoch changed", "partition", pr.p, "old", pr.epoch, "new", epoch, "reason", reason)
-		pr.epoch, pr.pos, pr.posTS = epoch, trimmed, ""
+		pr.epoch, pr.pos, pr.posTS, pr.hist = epoch, trimmed, "", pr.hist[:0]
 		h.Start(ID{Partition: pr.p, Epoch: epoch, Pos: trimmed}, reason)
 		return true, nil
 	}
@@ -277,7 +299,7 @@ func (r *Redis) readPart(ctx context.Context, h Handler, pr *partReader) (again 
 		// trimmed entry.
 	default:
 		if len(msgs) == 0 || msgs[0].ID != pr.pos.String() || (pr.posTS != "" && tsOf(msgs[0]) != pr.posTS) {
-			return r.rolledBack(ctx, pr, v.meta, pr.pos)
+			return r.rolledBack(ctx, pr, v.meta, pr.pos, pr.hist)
 		}
 		msgs = msgs[1:]
 	}
@@ -296,7 +318,9 @@ func (r *Redis) readPart(ctx context.Context, h Handler, pr *partReader) (again 
 			lastID, _ = ParsePos(msgs[len(msgs)-1].ID)
 		}
 		if !seen && (!full || !lastID.Less(acked)) {
-			return r.rolledBack(ctx, pr, v.meta, acked)
+			// The loop's own position is still there: the new epoch
+			// starts at it.
+			return r.rolledBack(ctx, pr, v.meta, acked, []seenPos{{pr.pos, pr.posTS}})
 		}
 	}
 	if len(msgs) == 0 {
@@ -309,6 +333,7 @@ func (r *Redis) readPart(ctx context.Context, h Handler, pr *partReader) (again 
 			return false, errFatal{err}
 		}
 		pr.pos, pr.posTS = ev.ID.Pos, tsOf(m)
+		pr.remember(pr.pos, pr.posTS)
 		if ev.Topic == "" {
 			r.log.Warn("skipping stream entry without topic", "partition", pr.p, "id", m.ID)
 			continue
@@ -323,12 +348,19 @@ func (r *Redis) readPart(ctx context.Context, h Handler, pr *partReader) (again 
 
 // rolledBack handles a snapshot that lacks missing, a position this node
 // saw in the stream or stored there: the history went back. It moves the
-// partition to a new epoch, on the server publishes go to, unless that
+// partition to a new epoch that starts at the newest of known (oldest
+// first) still in the stream, on the server publishes go to, unless that
 // server still holds missing (this loop's connection points at a server
 // that is no longer the primary: an error, retried).
-func (r *Redis) rolledBack(ctx context.Context, pr *partReader, meta string, missing Pos) (bool, error) {
+func (r *Redis) rolledBack(ctx context.Context, pr *partReader, meta string, missing Pos, known []seenPos) (bool, error) {
 	epoch := NewEpoch()
-	res, err := bumpScript.Run(ctx, r.cmd, pr.keys, meta, epoch, missing.String()).Slice()
+	args := []any{meta, epoch, missing.String()}
+	for i := len(known) - 1; i >= 0; i-- {
+		if k := known[i]; k.pos != missing && !k.pos.IsZero() {
+			args = append(args, k.pos.String(), k.ts)
+		}
+	}
+	res, err := bumpScript.Run(ctx, r.cmd, pr.keys, args...).Slice()
 	if err != nil {
 		return false, unavailable("new epoch after rollback", err)
 	}

@@ -128,20 +128,53 @@ return {meta, lastid, first, n, entries}
 // on this server too (a reader whose connection still points at another
 // server must not restart a healthy partition).
 //
+// The new epoch starts where the old and the new history part: at the
+// newest of the caller's known positions (newest first, each with its ts
+// field or "") that is still in the stream with the same ts. Entries after
+// it were written after the rollback and are delivered in the new epoch,
+// after the reset. When none is left, at the newest entry older than the
+// oldest candidate (or the trim position).
+//
 // KEYS[1] stream, KEYS[2] meta. ARGV[1] meta value seen, ARGV[2] new
-// epoch, ARGV[3] missing position.
+// epoch, ARGV[3] missing position, then pairs of candidate position and
+// ts.
 // Returns {1, new meta} when it started a new epoch, {2, meta} when the
 // meta changed meanwhile (or is gone), {3, meta} when the position exists.
-// The new epoch starts after the stream's last entry: what the stream
-// holds from the old history is not replayed to anyone as new.
 var bumpScript = redis.NewScript(`
 local m = redis.call('GET', KEYS[2])
 if m ~= ARGV[1] then return {2, m or ''} end
 local x = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
 if x[1] then return {3, m} end
-local base = string.match(m, '^%S+ (%S+)')
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if last[1] then base = last[1][1] end
+local function tsof(e)
+  local f = e[2]
+  for i = 1, #f, 2 do if f[i] == 'ts' then return f[i + 1] end end
+  return ''
+end
+local function less(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local trimmed = string.match(m, '^%S+ (%S+)')
+local base = nil
+local oldest = nil
+for i = 4, #ARGV - 1, 2 do
+  oldest = ARGV[i]
+  local e = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+  if e[1] and (ARGV[i + 1] == '' or tsof(e[1]) == ARGV[i + 1]) then
+    base = ARGV[i]
+    break
+  end
+end
+if not base then
+  base = trimmed
+  if oldest then
+    local e = redis.call('XREVRANGE', KEYS[1], '(' .. oldest, '-', 'COUNT', 1)
+    if e[1] then base = e[1][1] end
+  end
+end
+if less(base, trimmed) then base = trimmed end
 local nm = ARGV[2] .. ' ' .. base
 redis.call('SET', KEYS[2], nm)
 return {1, nm}

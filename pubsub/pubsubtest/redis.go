@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,7 +26,16 @@ type Redis struct {
 	bin     string
 	dir     string
 	persist bool
+	extra   []string // WithArgs, after ours
 	out     *cappedBuffer
+
+	// sentinel holds the initial configuration of a redis-sentinel
+	// (withSentinelConfig); empty for a redis-server.
+	sentinel string
+	// clusterBus makes StartRedis pick busPort, the cluster bus port
+	// (--cluster-port), with the client port (withClusterBus).
+	clusterBus bool
+	busPort    int
 
 	proc *redisProc // nil when not running
 }
@@ -46,6 +57,28 @@ func WithPersistence() RedisOption {
 	return func(r *Redis) { r.persist = true }
 }
 
+// WithArgs appends arguments to the redis-server command line, after the
+// helper's own (later ones win), e.g. WithArgs("--replicaof", "127.0.0.1",
+// "6380") or WithArgs("--maxmemory", "10mb"). They are used again on Restart.
+func WithArgs(args ...string) RedisOption {
+	return func(r *Redis) { r.extra = append(r.extra, args...) }
+}
+
+// withSentinelConfig runs redis-sentinel instead of redis-server, on a
+// sentinel.conf in the server's directory that starts as conf (without
+// port, bind, dir: the helper adds them on the command line). Sentinel
+// rewrites that file as it learns; Restart reuses it.
+func withSentinelConfig(conf string) RedisOption {
+	return func(r *Redis) { r.sentinel = conf }
+}
+
+// withClusterBus gives the server a cluster bus port of its own
+// (--cluster-port), picked free with the client port: the default, port +
+// 10000, can be above 65535 or taken.
+func withClusterBus() RedisOption {
+	return func(r *Redis) { r.clusterBus = true }
+}
+
 const (
 	// redisReadyTimeout bounds how long a start waits for PING to answer.
 	redisReadyTimeout = 15 * time.Second
@@ -53,6 +86,8 @@ const (
 	redisExitTimeout = 15 * time.Second
 	// redisOutputCap bounds the captured server output.
 	redisOutputCap = 1 << 20
+	// redisDoTimeout bounds dialing, writing and reading one Do.
+	redisDoTimeout = 15 * time.Second
 )
 
 // StartRedis starts redis-server on a free 127.0.0.1 port, with its own
@@ -62,13 +97,19 @@ const (
 // restart. If the test fails, the server's output is logged.
 func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("pubsubtest: redis-server not found (%v); run the README test command ./.ci/test.sh, which installs it", err)
-	}
-	r := &Redis{tb: t, bin: bin, dir: t.TempDir(), out: &cappedBuffer{max: redisOutputCap}}
+	r := &Redis{tb: t, dir: t.TempDir(), out: &cappedBuffer{max: redisOutputCap}}
 	for _, o := range opts {
 		o(r)
+	}
+	bin, err := exec.LookPath(r.program())
+	if err != nil {
+		t.Fatalf("pubsubtest: %s not found (%v); run the README test command ./.ci/test.sh, which installs it", r.program(), err)
+	}
+	r.bin = bin
+	if r.sentinel != "" {
+		if err := os.WriteFile(r.sentinelConf(), []byte(r.sentinel), 0o600); err != nil {
+			t.Fatalf("pubsubtest: %v", err)
+		}
 	}
 	t.Cleanup(r.cleanup)
 	// A free port can be taken by someone else between our probe and the
@@ -79,18 +120,79 @@ func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
 			t.Fatalf("pubsubtest: %v", err)
 		}
 		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if r.clusterBus {
+			if r.busPort, err = freePort(); err != nil {
+				t.Fatalf("pubsubtest: %v", err)
+			}
+		}
 		err = r.start()
 		if err == nil {
 			return r
 		}
 		if attempt == 3 || !strings.Contains(r.out.String(), "Address already in use") {
-			t.Fatalf("pubsubtest: start redis-server: %v\n%s", err, r.out.String())
+			t.Fatalf("pubsubtest: start %s: %v\n%s", r.program(), err, r.out.String())
 		}
 	}
 }
 
 // URL returns the go-redis URL of database 0.
 func (r *Redis) URL() string { return "redis://" + r.Addr + "/0" }
+
+// Do sends one command on a new connection and returns the reply: a string
+// (simple or bulk), an int64, nil (null), []any (array), or an error (a
+// reply such as "-ERR ..." or a network error; a paused server times out
+// after 15 s). It is meant for tests (ROLE, INFO, CONFIG SET, DEBUG SLEEP)
+// and, unlike the other methods, may be called from any goroutine.
+func (r *Redis) Do(args ...string) (any, error) {
+	c, err := dialRESP(r.Addr, redisDoTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	return c.do(args...)
+}
+
+// Running reports whether the process is started and has not exited (a
+// paused process is running).
+func (r *Redis) Running() bool {
+	if r.proc == nil {
+		return false
+	}
+	select {
+	case <-r.proc.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// PID returns the process id (which is also its process group id), or 0
+// when the server is not running.
+func (r *Redis) PID() int {
+	if !r.Running() {
+		return 0
+	}
+	return r.proc.cmd.Process.Pid
+}
+
+// info returns the "field:value" lines of INFO section.
+func (r *Redis) info(section string) (map[string]string, error) {
+	v, err := r.Do("INFO", section)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := v.(string)
+	if !ok {
+		return nil, fmt.Errorf("INFO %s answered %#v", section, v)
+	}
+	fields := make(map[string]string)
+	for _, line := range strings.Split(s, "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
+			fields[k] = v
+		}
+	}
+	return fields, nil
+}
 
 // Kill sends SIGKILL (to the whole process group, so a forked child dies
 // too) and waits for the process. Without persistence all data is lost. It
@@ -161,8 +263,30 @@ func (r *Redis) Resume() {
 	r.signal(syscall.SIGCONT)
 }
 
+// program is the executable StartRedis runs.
+func (r *Redis) program() string {
+	if r.sentinel != "" {
+		return "redis-sentinel"
+	}
+	return "redis-server"
+}
+
+func (r *Redis) sentinelConf() string { return filepath.Join(r.dir, "sentinel.conf") }
+
 func (r *Redis) args() []string {
 	port := r.Addr[strings.LastIndexByte(r.Addr, ':')+1:]
+	if r.sentinel != "" {
+		// Sentinel has no data to persist; it needs a writable config
+		// file, which must come first.
+		return append([]string{
+			r.sentinelConf(),
+			"--port", port,
+			"--bind", "127.0.0.1",
+			"--dir", r.dir,
+			"--daemonize", "no",
+			"--logfile", "",
+		}, r.extra...)
+	}
 	args := []string{
 		"--port", port,
 		"--bind", "127.0.0.1",
@@ -173,10 +297,15 @@ func (r *Redis) args() []string {
 		// DEBUG SLEEP and friends help failure tests; only from loopback.
 		"--enable-debug-command", "local",
 	}
-	if r.persist {
-		return append(args, "--appendonly", "yes", "--appendfsync", "always")
+	if r.busPort != 0 {
+		args = append(args, "--cluster-port", strconv.Itoa(r.busPort))
 	}
-	return append(args, "--appendonly", "no")
+	if r.persist {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	return append(args, r.extra...)
 }
 
 // start runs the server and waits for PING; on failure the process is gone.
@@ -212,7 +341,7 @@ func (r *Redis) waitReady() error {
 	for {
 		select {
 		case <-r.proc.exited:
-			return fmt.Errorf("redis-server exited: %v", r.proc.err)
+			return fmt.Errorf("%s exited: %v", r.program(), r.proc.err)
 		default:
 		}
 		err := ping(r.Addr)
@@ -251,7 +380,7 @@ func (r *Redis) signal(sig syscall.Signal) {
 	// The server leads its own group (Setpgid), so -pid reaches a forked
 	// child (an AOF rewrite) too. ESRCH: it is already gone.
 	if err := syscall.Kill(-r.proc.cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		r.tb.Errorf("pubsubtest: signal %v to redis-server: %v", sig, err)
+		r.tb.Errorf("pubsubtest: signal %v to %s: %v", sig, r.program(), err)
 	}
 }
 
@@ -260,7 +389,7 @@ func (r *Redis) waitExit() {
 	select {
 	case <-r.proc.exited:
 	case <-time.After(redisExitTimeout):
-		r.tb.Errorf("pubsubtest: redis-server did not exit within %v; killing it", redisExitTimeout)
+		r.tb.Errorf("pubsubtest: %s did not exit within %v; killing it", r.program(), redisExitTimeout)
 		r.signal(syscall.SIGKILL)
 		<-r.proc.exited
 	}
@@ -270,7 +399,23 @@ func (r *Redis) waitExit() {
 func (r *Redis) cleanup() {
 	r.Kill()
 	if r.tb.Failed() {
-		r.tb.Logf("redis-server %s output:\n%s", r.Addr, r.out.String())
+		r.tb.Logf("%s %s output:\n%s", r.program(), r.Addr, r.out.String())
+	}
+}
+
+// pollUntil calls check until it reports done or timeout has passed, and
+// returns whether it was done and the last state check described (for the
+// failure message). Between calls it waits 1 ms, doubling up to 50 ms.
+func pollUntil(timeout time.Duration, check func() (done bool, state string)) (bool, string) {
+	deadline := time.Now().Add(timeout)
+	wait := time.Millisecond
+	for {
+		done, state := check()
+		if done || time.Now().After(deadline) {
+			return done, state
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 50*time.Millisecond)
 	}
 }
 
