@@ -36,7 +36,7 @@ type callLog struct {
 type call struct {
 	start  bool
 	reason string
-	id     pubsub.ID     // Start's position
+	id     pubsub.ID      // Start's position
 	evs    []pubsub.Event // Deliver's events
 }
 
