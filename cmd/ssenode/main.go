@@ -169,6 +169,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 		return nil, fmt.Errorf("PUBLISH_WAIT_TIMEOUT %s out of range 1ms..1m", o.waitTimeout)
 	}
 	n.Version = version
+	if o.waitReplicas > 0 {
+		// A publish's deadline covers its WAIT too.
+		n.PublishTimeout = 5*time.Second + o.waitTimeout
+	}
 	if n.NodeID == "" {
 		h, err := os.Hostname()
 		if err != nil || h == "" {
