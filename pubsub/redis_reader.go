@@ -129,8 +129,8 @@ func (r *Redis) partLoop(ctx context.Context, h Handler, p int) error {
 				sus.Resume(p)
 				suspended = false
 			}
-			if !again {
-				err = r.waitPart(ctx, pr)
+			for !again && err == nil && ctx.Err() == nil {
+				again, err = r.waitPart(ctx, h, pr)
 			}
 		}
 		if err != nil {
@@ -216,6 +216,28 @@ func (r *Redis) readView(ctx context.Context, c redis.Scripter, p int, start, en
 	return v, nil
 }
 
+// readTx is the snapshot of a started partition: GET meta and XRANGE from
+// start in one MULTI/EXEC, cheaper for Redis than viewScript. In a Redis
+// Cluster slot migration the two keys may briefly live on different
+// servers, so this read may see the meta key missing, or the stream
+// without the loop's position; both only lead to scripts (epochScript,
+// bumpScript) that declare both keys, which Redis refuses with TRYAGAIN
+// while the keys are split, so a migration can delay but never restart a
+// partition.
+func (r *Redis) readTx(ctx context.Context, pr *partReader, start string) (view, error) {
+	var meta *redis.StringCmd
+	var xr *redis.XMessageSliceCmd
+	_, err := r.read.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		meta = pipe.Get(ctx, pr.keys[1])
+		xr = pipe.XRangeN(ctx, pr.keys[0], start, "+", int64(r.cfg.ReadCount+1))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return view{}, err
+	}
+	return view{meta: meta.Val(), entries: xr.Val()}, nil
+}
+
 // decodeXMessage decodes one XRANGE entry as a script returns it:
 // {id, {field, value, ...}}.
 func decodeXMessage(e any) (redis.XMessage, error) {
@@ -247,7 +269,12 @@ func (r *Redis) readPart(ctx context.Context, h Handler, pr *partReader) (again 
 			start = "-"
 		}
 	}
-	v, err := r.readView(ctx, r.read, pr.p, start, "+", r.cfg.ReadCount+1, false)
+	var v view
+	if pr.started {
+		v, err = r.readTx(ctx, pr, start)
+	} else {
+		v, err = r.readView(ctx, r.read, pr.p, start, "+", r.cfg.ReadCount+1, false)
+	}
 	if err != nil {
 		var fatal errFatal
 		if errors.As(err, &fatal) {
@@ -255,6 +282,14 @@ func (r *Redis) readPart(ctx context.Context, h Handler, pr *partReader) (again 
 		}
 		return false, unavailable("read snapshot", err)
 	}
+	return r.process(ctx, h, pr, v, ackEpoch, acked)
+}
+
+// process checks one read of the partition (a snapshot, or what a wake-up
+// brought: the same shape, entries from the loop's position on) against
+// what the loop and this node know, and hands the new events to h. acked
+// (of ackEpoch) was read before the read was sent.
+func (r *Redis) process(ctx context.Context, h Handler, pr *partReader, v view, ackEpoch string, acked Pos) (again bool, err error) {
 	if v.meta == "" {
 		// No epoch: a fresh or wiped Redis, or an evicted meta key. Create
 		// one; the next snapshot sees it and (re)starts the partition.
@@ -408,15 +443,46 @@ func (r *Redis) decodeEntry(p int, epoch string, m redis.XMessage) (Event, error
 	return ev, nil
 }
 
-// waitPart parks in XREAD BLOCK until the partition has an entry after the
-// loop's position, or Block elapses. Its result is discarded: the next
-// snapshot reads the data with the checks.
-func (r *Redis) waitPart(ctx context.Context, pr *partReader) error {
-	err := r.read.XRead(ctx, &redis.XReadArgs{Streams: []string{pr.keys[0], pr.pos.String()}, Count: 1, Block: r.cfg.Block}).Err()
+// waitPart parks in XREAD BLOCK until the partition has entries after the
+// loop's position, or the block time elapses, and hands what arrived to
+// process. The XREAD goes in one pipeline with GET meta and XRANGE of the
+// loop's own position: Redis runs those right after the XREAD is served,
+// so the entries come with the same checks as a snapshot's (an epoch or
+// trim position changed before they were read shows in the meta; a
+// position gone shows in the XRANGE), at the cost of one round trip and
+// three plain commands per wake-up. It reports whether a snapshot should
+// follow at once.
+func (r *Redis) waitPart(ctx context.Context, h Handler, pr *partReader) (again bool, err error) {
+	ackEpoch, acked := r.parts[pr.p].lastAcked()
+	// Below the read timeout: a pipeline's reply must come within it.
+	block := min(r.cfg.Block, r.cfg.Timeout/2)
+	var xr *redis.XStreamSliceCmd
+	var meta *redis.StringCmd
+	var self *redis.XMessageSliceCmd
+	_, err = r.read.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		xr = pipe.XRead(ctx, &redis.XReadArgs{Streams: []string{pr.keys[0], pr.pos.String()}, Count: int64(r.cfg.ReadCount), Block: block})
+		meta = pipe.Get(ctx, pr.keys[1])
+		if !pr.pos.IsZero() {
+			self = pipe.XRangeN(ctx, pr.keys[0], pr.pos.String(), pr.pos.String(), 1)
+		}
+		return nil
+	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return unavailable("xread block", err)
+		return false, unavailable("xread block", err)
 	}
-	return nil
+	if errors.Is(xr.Err(), redis.Nil) || len(xr.Val()) == 0 {
+		return true, nil // nothing new: a snapshot checks the partition again
+	}
+	if meta.Err() != nil && !errors.Is(meta.Err(), redis.Nil) {
+		return false, unavailable("xread block", meta.Err())
+	}
+	v := view{meta: meta.Val()}
+	if self != nil {
+		v.entries = append(v.entries, self.Val()...)
+	}
+	v.entries = append(v.entries, xr.Val()[0].Messages...)
+	again, err = r.process(ctx, h, pr, v, ackEpoch, acked)
+	return again || len(xr.Val()[0].Messages) >= r.cfg.ReadCount, err
 }
 
 // maintainLoop trims partitions every few seconds, for streams grown by
