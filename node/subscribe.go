@@ -359,6 +359,21 @@ func (s *Server) plan(ctx context.Context, p int, cursor pubsub.Cursor, resetAll
 	if !ok {
 		return partPlan{}, false
 	}
+	if s.hub.parts[p].suspended.Load() {
+		// The reader lost the store, which may have failed over to a
+		// replica that lacks what this node read: only the store can say
+		// whether the cursor still names an event (a replay from it would
+		// check, but a cursor at this node's head has nothing to replay).
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, _, err := s.broker.Range(qctx, pubsub.RangeQuery{Partition: p, Epoch: id.Epoch, After: id.Pos, Until: id.Pos})
+		cancel()
+		if gone, ok := errors.AsType[*pubsub.HistoryGoneError](err); ok {
+			return partPlan{reset: gone.Reason}, true
+		}
+		if err != nil {
+			return partPlan{}, false
+		}
+	}
 	if id.Epoch == head.Epoch && !head.Pos.Less(id.Pos) {
 		return partPlan{resume: true, from: id.Pos, epoch: id.Epoch}, true
 	}

@@ -49,7 +49,15 @@ func (r *Redis) Range(ctx context.Context, q RangeQuery) (_ []Event, _ Pos, err 
 		return nil, Pos{}, gone(ReasonAhead)
 	}
 	msgs := v.entries
-	if !q.After.IsZero() && q.After != trimmed {
+	switch {
+	case q.After.IsZero():
+	case q.After == trimmed:
+		// The epoch's start (or last trimmed entry); an epoch may start at
+		// an entry still held, which belongs to the old epoch.
+		if len(msgs) > 0 && msgs[0].ID == start {
+			msgs = msgs[1:]
+		}
+	default:
 		if len(msgs) == 0 || msgs[0].ID != start {
 			return nil, Pos{}, gone(ReasonRolledBack)
 		}

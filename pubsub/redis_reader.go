@@ -92,7 +92,11 @@ type partReader struct {
 	pos     Pos    // position of the last entry handed on (or the epoch's base)
 	posTS   string // its ts field, when known: tells a new entry with a reused id apart
 	bumped  string // epoch this loop created after finding a rollback
-	evs     []Event
+	// lossPending is set when a snapshot found history missing and the
+	// Start reporting it is still to come (from the next snapshot): the
+	// handler must not be resumed before.
+	lossPending bool
+	evs         []Event
 	// hist holds the last positions handed on with their ts, oldest
 	// first: after a rollback, where the old and new history part.
 	hist []seenPos
@@ -124,7 +128,16 @@ func (r *Redis) partLoop(ctx context.Context, h Handler, p int) error {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		again, err := r.readPart(ctx, h, pr)
-		if err == nil {
+		// A read that found history missing while connected: until the
+		// Start that reports it, the handler's cache may hold what is gone.
+		holdLoss := func() {
+			if err == nil && sus != nil && !suspended && pr.lossPending {
+				sus.Suspend(p)
+				suspended = true
+			}
+		}
+		holdLoss()
+		if err == nil && !pr.lossPending {
 			if suspended {
 				sus.Resume(p)
 				suspended = false
@@ -132,6 +145,7 @@ func (r *Redis) partLoop(ctx context.Context, h Handler, p int) error {
 			for !again && err == nil && ctx.Err() == nil {
 				again, err = r.waitPart(ctx, h, pr)
 			}
+			holdLoss()
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -316,7 +330,7 @@ func (r *Redis) process(ctx context.Context, h Handler, pr *partReader, v view, 
 			reason = ReasonRolledBack
 		}
 		r.log.Warn("partition epoch changed", "partition", pr.p, "old", pr.epoch, "new", epoch, "reason", reason)
-		pr.epoch, pr.pos, pr.posTS, pr.hist = epoch, trimmed, "", pr.hist[:0]
+		pr.epoch, pr.pos, pr.posTS, pr.hist, pr.lossPending = epoch, trimmed, "", pr.hist[:0], false
 		h.Start(ID{Partition: pr.p, Epoch: epoch, Pos: trimmed}, reason)
 		return true, nil
 	}
@@ -330,8 +344,13 @@ func (r *Redis) process(ctx context.Context, h Handler, pr *partReader, v view, 
 		pr.pos, pr.posTS = trimmed, ""
 		h.Start(ID{Partition: pr.p, Epoch: epoch, Pos: trimmed}, ReasonTrimmed)
 	case pr.pos.IsZero() || pr.pos == trimmed:
-		// Nothing to find: the position is the epoch's start or the last
-		// trimmed entry.
+		// Nothing to check: the position is the epoch's start or the last
+		// trimmed entry. An epoch may start at an entry still in the
+		// stream (the last one of a rolled-back or meta-less history): it
+		// belongs to the old epoch, and is not handed on again.
+		if len(msgs) > 0 && !pr.pos.IsZero() && msgs[0].ID == pr.pos.String() {
+			msgs = msgs[1:]
+		}
 	default:
 		if len(msgs) == 0 || msgs[0].ID != pr.pos.String() || (pr.posTS != "" && tsOf(msgs[0]) != pr.posTS) {
 			return r.rolledBack(ctx, pr, v.meta, pr.pos, pr.hist)
@@ -405,6 +424,9 @@ func (r *Redis) rolledBack(ctx context.Context, pr *partReader, meta string, mis
 		r.log.Error("partition history rolled back: events this node read or stored are gone from Redis (failover to a replica that lacked them, or eviction); clients of the partition get a reset",
 			"partition", pr.p, "missing", missing.String(), "old_epoch", pr.epoch, "new_epoch", epoch)
 		pr.bumped = epoch
+		pr.lossPending = true
+	case 2:
+		pr.lossPending = true // the meta changed under us: the next snapshot sees why
 	case 3:
 		return false, fmt.Errorf("%w: partition %d: %s is missing on the read connection's server but present on the primary", ErrUnavailable, pr.p, missing)
 	}
