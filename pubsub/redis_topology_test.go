@@ -205,6 +205,14 @@ func TestRedisFailoverLosingWrites(t *testing.T) {
 	if !sawReset {
 		t.Fatal("no Start after the lost events")
 	}
+	count := map[string]int{}
+	for _, c := range la.snapshot() {
+		for _, ev := range c.evs {
+			if count[string(ev.Data)]++; count[string(ev.Data)] > 1 {
+				t.Errorf("event %s delivered twice (the new epoch's first position belongs to the old one)", ev.Data)
+			}
+		}
+	}
 
 	// Every broker answers the old cursors the same way: history gone.
 	c := newRedis(t, cfg)
