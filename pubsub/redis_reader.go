@@ -160,6 +160,13 @@ func (r *Redis) partLoop(ctx context.Context, h Handler, p int) error {
 				suspended = true
 			}
 			r.errs.add(opRead, err)
+			if rc, ok := r.read.(*redis.ClusterClient); ok {
+				// go-redis reloads the slot map by itself only on MOVED,
+				// ASK or READONLY (or every few seconds in the background):
+				// after a shard's master died, a reader would keep dialing
+				// it until then.
+				rc.ReloadState(ctx)
+			}
 			if !failing {
 				failing = true
 				if r.failing.Add(1) == 1 {

@@ -60,6 +60,21 @@ func (c *Cluster) Run(t testing.TB, sub string, args ...string) string {
 	return string(out)
 }
 
+// Output runs "cluster.sh SUB ARGS... -d DIR" and returns what it wrote to
+// stdout, trimmed: the port redis-master, kill-redis-master and reshard
+// print. A failure fails the test, with what it wrote to stderr.
+func (c *Cluster) Output(t testing.TB, sub string, args ...string) string {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd := exec.Command(c.Script, append(append([]string{sub}, args...), "-d", c.Dir)...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cluster.sh %s %q: %v\n%s%s", sub, args, err, out, stderr.Bytes())
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // Command returns "cluster.sh SUB ARGS... -d DIR" as a shell command line
 // (for loadtest.Storm.Cmd, which runs it with sh -c).
 func (c *Cluster) Command(sub string, args ...string) string {
