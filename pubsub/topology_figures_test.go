@@ -162,15 +162,14 @@ func figuresSingleVsCluster(t *testing.T) {
 	} {
 		nodes := make([]*countLog, 3)
 		var pub *pubsub.Redis
+		tc.cfg.Prefix = uniquePrefix() // one cluster of 3 nodes
 		for i := range nodes {
 			b := newRedis(t, tc.cfg)
-			tc.cfg.Prefix = "" // newRedis picked one; keep it for the other nodes
 			nodes[i] = runCounting(t, b)
 			if i == 0 {
 				pub = b
 			}
 		}
-		_ = pub
 		cpu0 := redisCPU(t, tc.servers())
 		var before int64
 		for _, n := range nodes {
