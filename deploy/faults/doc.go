@@ -55,8 +55,7 @@
 //     within what its retry hints allow: no hint above the bound the node
 //     (RETRY_CAP) or HAProxy (5 s, its own error answers) gives, and no
 //     resume later than a few such hints after its drop;
-//   - no reset: the history was there to resume from; no node logs
-//     "partition history rolled back".
+//   - no reset: the history was there to resume from.
 //
 // redis-restart-empty is the case where history is truly gone: every
 // stream must be told so with a reset event, nothing may arrive twice or
@@ -87,12 +86,30 @@
 // it had just before it, each at a new stream entry (stored anew), and
 // the first copy of each is gone from Redis (so nothing was stored
 // twice); the duplicates the load generator counts are at most Batch per
-// reset. Some publish must have answered publish_not_replicated.
+// reset. Some publish must have answered publish_not_replicated, and a
+// node must have found a rollback: what the master wrote before
+// pause-replicas cut the replicas' links (some 20 ms) still reaches them,
+// so the case publishes on one connection per topic, whose stuck requests
+// start over 100 ms, and some are surely lost.
 //
 // sentinel-lost-writes: publishes do not wait, so confirmed events are
 // lost; this is the redis-restart-empty check (every stream gets a reset;
 // what was lost lies before it; nothing twice, nothing out of order),
 // plus: a node must find the rollback, and it must be real (as above).
+// Sentinel may fail over twice (two sentinels win consecutive epochs,
+// each promoting a replica; the first one's stays an isolated master until
+// Sentinel converts it, up to 10 s later): what the first new master
+// stored is lost too, and the nodes reset again; each rollback is checked
+// the same way.
+//
+// sentinel-master-kill and cluster-master-kill are held to the rules of
+// sentinel-lost-writes-wait without its two musts: publishes wait for a
+// replica, but the readers hand on what the master stored before any
+// replica has it (WAIT holds back the publisher's 200, not delivery), so
+// an event stored in the last milliseconds before the kill (or on the
+// first master of a double failover) may be delivered, lost and stored
+// again; a confirmed event never is. Without such a loss (most runs) they
+// are strict: no reset, no duplicate.
 //
 // In every case with a failover or a Redis fault, observer streams (one
 // per node and topic, straight to the node, so that each node's path from
@@ -102,7 +119,9 @@
 // last reset: a new history without a reset first is a silent skip), at
 // a stream entry after the stream's position (a stream entry delivered
 // twice, the reset's own position included, is a duplicate whatever its
-// number); every stream of a rolled-back partition told.
+// number); every stream of a rolled-back partition told. In
+// cluster-reshard, redis-maxmemory and redis-slow no node may log
+// "partition history rolled back", and no stream may get a reset.
 //
 // Case by case besides: freeze-node moves the frozen node's streams to the
 // other nodes before it is thawed (HAProxy marks it DOWN and closes its

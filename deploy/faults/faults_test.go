@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -73,17 +74,20 @@ type faultCase struct {
 	// historyGone: resets expected; losses allowed before them.
 	historyGone bool
 	// lost is what a Redis failover may lose (lostNone, lostUnconfirmed,
-	// lostAcked; see observer_test.go and the package doc).
-	lost lostMode
+	// lostAcked; see observer_test.go and the package doc); loses: the
+	// fault surely loses history, and a node must find it.
+	lost  lostMode
+	loses bool
 	// observe holds observer streams, one per node and topic (at most
 	// maxObserved topics), whose blocks are checked in order
 	// (checkObserved).
 	observe bool
 	// env is node settings of this case on top of nodeEnv's.
 	env []string
-	// topics and rate, when set, replace the scale's (one topic per stream).
-	topics int
-	rate   float64
+	// topics, rate and publishConns, when set, replace the scale's (one
+	// topic per stream) and the 4 publish connections.
+	topics, publishConns int
+	rate                 float64
 	// setup runs before the cluster starts and returns more start
 	// arguments; prepare runs once it is up, before the load. Both may
 	// keep state for cmd and check in o.prep.
@@ -261,7 +265,7 @@ func runCase(t *testing.T, bin string, sc scale, fc *faultCase) *outcome {
 		URL:      lb, Subs: sc.streams, Topics: topics, TopicsPerStream: perStream,
 		Ramp: 2000, Reconnect: true,
 		Rate: rate, Duration: at + fc.lasts + sc.after, Warmup: 500 * time.Millisecond,
-		Batch: 20, PublishConns: 4,
+		Batch: 20, PublishConns: cmp.Or(fc.publishConns, 4),
 		// Every event is confirmed in the end: a publish that got no
 		// answer or a 503 is sent again, same idempotency keys, until the
 		// fault is over.
