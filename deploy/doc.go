@@ -9,6 +9,11 @@
 //     template (deploy/haproxy), rendered and checked with `haproxy -c`,
 //     the monitoring profile; validated by `docker-compose config` or
 //     `docker compose config` when one is installed.
+//   - redis/: compose override files for a Sentinel group (master, two
+//     replicas, three sentinels) and a Redis Cluster (six servers and a
+//     one-shot init), merged with docker-compose.yml and validated the same
+//     way; their init and sentinel scripts run against real redis-server
+//     processes.
 //   - prometheus/, grafana/: promtool checks the configuration and the
 //     dashboard's queries, whose metric and label names must be ones a
 //     real node's /metrics serves.
