@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ssecluster/ssecluster/deploy/cluster/clustertest"
 )
 
 // composeFile is the part of docker-compose.yml the tests read. The
@@ -903,23 +905,11 @@ func startComposeRedis(t *testing.T, cli string, s composeService, extra ...stri
 	port := freePort(t)
 	args := append(slices.Clone(s.Command), "--port", port, "--bind", "127.0.0.1", "--dir", t.TempDir(), "--save", "")
 	startProcess(t, nil, append(args, extra...)...)
-	eventually(t, 10*time.Second, "redis-server on "+port, func() bool {
+	clustertest.Eventually(t, 10*time.Second, "redis-server on "+port, func() bool {
 		out, err := exec.Command(cli, "-p", port, "ping").Output()
 		return err == nil && strings.TrimSpace(string(out)) == "PONG"
 	})
 	return port
-}
-
-// eventually polls cond until it holds, and fails the test after timeout.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v", what, timeout)
-		}
-		time.Sleep(100 * time.Millisecond) // polling interval
-	}
 }
 
 // unescape undoes compose's $$ (the scripts use no compose variable).
@@ -1037,7 +1027,7 @@ func TestComposeSentinelScript(t *testing.T) {
 		all = append(all, sentinel{n, port, filepath.Join(data, "sentinel.conf"), strings.ReplaceAll(test[1], "-p 26379", "-p "+port)})
 	}
 	for _, s := range all {
-		eventually(t, 30*time.Second, s.name+"'s healthcheck", func() bool {
+		clustertest.Eventually(t, 30*time.Second, s.name+"'s healthcheck", func() bool {
 			return exec.Command("/bin/sh", "-c", s.health).Run() == nil
 		})
 		if b, err := os.ReadFile(s.conf); err != nil || !strings.Contains(string(b), "sentinel myid") {

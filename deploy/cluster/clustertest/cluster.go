@@ -186,3 +186,17 @@ func shellQuote(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// Eventually polls cond every 100 ms until it holds, and fails the test
+// after timeout. For waits across processes, where no event tells when a
+// state is reached.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %v", what, timeout)
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval, not a synchroniser
+	}
+}

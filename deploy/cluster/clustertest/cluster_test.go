@@ -64,18 +64,6 @@ func role(t testing.TB, port string) string {
 	return r
 }
 
-// eventually polls cond until it holds, and fails the test after timeout.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v", what, timeout)
-		}
-		time.Sleep(100 * time.Millisecond) // polling interval, not a synchroniser
-	}
-}
-
 // checkSeeds checks a go-redis failover or cluster URL: the first address
 // in the host, the others as addr parameters, all on 127.0.0.1, ports in
 // the order given.
@@ -153,7 +141,7 @@ func TestSentinelRedis(t *testing.T) {
 	c.Output(t, "resume-replicas")
 	for _, p := range servers {
 		if p != promoted {
-			eventually(t, 10*time.Second, "replica "+p+" catching up", func() bool { return redisCLI(t, p, "GET", "caught-up") == "1" })
+			Eventually(t, 10*time.Second, "replica "+p+" catching up", func() bool { return redisCLI(t, p, "GET", "caught-up") == "1" })
 		}
 	}
 }
